@@ -1,0 +1,50 @@
+"""Connection options shared by every pgrollout module (ansible-doc renders them)."""
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  login_host:
+    description: Host of the PostgreSQL server (use the direct connection, not a transaction pooler).
+    type: str
+    default: 127.0.0.1
+    aliases: [host]
+  login_port:
+    description: Port of the PostgreSQL server.
+    type: int
+    default: 5432
+    aliases: [port]
+  login_user:
+    description: Role to connect as.
+    type: str
+    default: postgres
+    aliases: [user]
+  login_password:
+    description:
+      - Password of O(login_user). Never logged, never passed in argv; client
+        programs receive it through a temporary 0600 passfile.
+    type: str
+    default: ''
+    aliases: [password]
+  login_db:
+    description: Database to connect to.
+    type: str
+    default: postgres
+    aliases: [db]
+  ssl_mode:
+    description: libpq sslmode.
+    type: str
+    default: prefer
+    choices: [allow, disable, prefer, require, verify-ca, verify-full]
+  connect_timeout:
+    description: Seconds to wait for a connection.
+    type: int
+    default: 10
+  connect_params:
+    description: Further libpq connection parameters (for example sslrootcert).
+    type: dict
+    default: {}
+requirements:
+  - psycopg >= 3.2 on the host that runs the module
+"""

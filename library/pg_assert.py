@@ -1,0 +1,96 @@
+#!/usr/bin/python
+"""Run verification checks read-only and report every result."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_assert
+short_description: Verify a PostgreSQL database with read-only checks
+description:
+  - Runs each check's SQL and compares its rows with the expectation, exact
+    rows (ordered or not), a row count, or a jmespath expression over the rows
+    that must be true.
+  - All checks run in one READ ONLY transaction, each in a savepoint that is
+    rolled back, optionally as a given role with JWT claims (C(request.jwt.claims)).
+  - Reports every check (passed, failed with expected and actual, or error)
+    and fails when a check of severity C(fail) did not pass.
+  - The spec is validated before any SQL runs; a bad check is named.
+version_added: "0.1.0"
+options:
+  checks:
+    description:
+      - The checks. Each has C(name), C(sql), C(expect) (one of C(rows), C(count),
+        C(jmespath); C(ordered=false) compares rows as a set), and optionally
+        C(params), C(severity) (C(fail) or C(warn)), C(role) and C(claims).
+    type: list
+    elements: dict
+    required: true
+  statement_timeout:
+    description: statement_timeout of the checks' transaction.
+    type: str
+    default: 30s
+extends_documentation_fragment: [pgrollout]
+attributes:
+  check_mode:
+    support: full
+    description: Read-only, so it runs the checks in check mode too.
+author: pgrollout developers
+"""
+
+EXAMPLES = r"""
+- name: Verify migration 003
+  pg_assert:
+    checks: "{{ (lookup('ansible.builtin.file', 'verification/003_bot_registration_sharing.yml') | from_yaml).checks }}"
+
+- name: Four new tables
+  pg_assert:
+    checks:
+      - name: new tables exist
+        sql: SELECT count(*) FROM pg_tables WHERE tablename IN ('bots', 'bot_api_keys')
+        expect: {rows: [[2]]}
+"""
+
+RETURN = r"""
+results:
+  description: One entry per check, with name, severity, status, expected, actual and error.
+  returned: always
+  type: list
+summary:
+  description: One line per check (PASS, FAIL, WARN or ERROR), for people.
+  returned: always
+  type: list
+passed: {description: Number of checks that passed., returned: always, type: int}
+failed: {description: Number of checks that did not pass., returned: always, type: int}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgrollout.checks import SpecError, failures, run, table, validate
+from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+
+
+def main() -> None:
+    spec = dict(
+        CONNECTION_ARGUMENT_SPEC,
+        checks={"type": "list", "elements": "dict", "required": True},
+        statement_timeout={"type": "str", "default": "30s"},
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    try:
+        checks = validate(module.params["checks"])
+        with connect(module.params) as conn:
+            results = run(conn, checks, module.params["statement_timeout"])
+    except (SpecError, RuntimeError) as exc:
+        module.fail_json(msg=str(exc))
+    failed = failures(results)
+    summary = table(results)
+    outcome = dict(changed=False, results=results, summary=summary,
+                   passed=sum(r["status"] == "passed" for r in results),
+                   failed=sum(r["status"] != "passed" for r in results))
+    if failed:
+        names = ", ".join(r["name"] for r in failed)
+        module.fail_json(msg=f"{len(failed)} of {len(results)} checks failed: {names}", **outcome)
+    module.exit_json(msg=f"all {len(results)} checks passed" if not outcome["failed"]
+                     else f"{outcome['failed']} warning(s)", **outcome)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+#!/usr/bin/python
+"""Read-only facts about a PostgreSQL target."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_facts
+short_description: Read-only facts about a PostgreSQL database before a rollout
+description:
+  - Connects, and reports the server version, whether it is a replica, the
+    applied migrations (Supabase ledger plus pgrollout checksums), the pending,
+    drifted and missing migration files, row-level security per table, and
+    sessions that have been in a transaction for long.
+  - Runs in one READ ONLY transaction; never changes anything.
+version_added: "0.1.0"
+options:
+  migrations_dir:
+    description: Folder of forward migration files named C(NNN_name.sql) on the managed host.
+    type: path
+  rls_schemas:
+    description: Schemas whose tables' row-level security state is reported.
+    type: list
+    elements: str
+    default: [public]
+  long_running:
+    description: Report other sessions whose transaction or query is older than this interval.
+    type: str
+    default: 5 minutes
+extends_documentation_fragment: [pgrollout]
+attributes:
+  check_mode:
+    support: full
+    description: Read-only: runs the same in check mode.
+author: pgrollout developers
+"""
+
+EXAMPLES = r"""
+- name: Read the target's state
+  pg_facts:
+    login_host: 127.0.0.1
+    login_password: "{{ vault_db_password }}"
+    migrations_dir: supabase/migrations
+  register: preflight_facts
+"""
+
+RETURN = r"""
+facts:
+  description: What the module found.
+  returned: success
+  type: dict
+  contains:
+    server_version: {description: Server version string., type: str}
+    server_major: {description: Major version., type: int}
+    in_recovery: {description: True on a read replica (nothing can be applied)., type: bool}
+    migrations:
+      description: applied, pending (file names), pending_paths, drifted, missing_files, files.
+      type: dict
+    rls: {description: Table name to row-level security on/off., type: dict}
+    long_running_sessions: {description: Other sessions in long transactions., type: list}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible.module_utils.pgrollout.facts import gather
+from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
+
+
+def main() -> None:
+    spec = dict(
+        CONNECTION_ARGUMENT_SPEC,
+        migrations_dir={"type": "path"},
+        rls_schemas={"type": "list", "elements": "str", "default": ["public"]},
+        long_running={"type": "str", "default": "5 minutes"},
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    try:
+        with connect(module.params) as conn:
+            facts = gather(conn, module.params["migrations_dir"], module.params["rls_schemas"],
+                           module.params["long_running"])
+    except (RuntimeError, MigrationFileError) as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, facts=facts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+#!/usr/bin/python
+"""Apply one migration file in one transaction, with its ledger entry."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_migrate
+short_description: Apply a PostgreSQL migration (or its rollback) in one transaction
+description:
+  - Splits the file with the PostgreSQL parser (pglast), runs every statement in
+    one transaction under lock_timeout and statement_timeout, and records it in
+    C(supabase_migrations.schema_migrations) (as the Supabase CLI does) and in
+    pgrollout's checksum record, in that same transaction. A failure anywhere
+    rolls everything back and the error names the file, statement, line and SQLSTATE.
+  - An already applied file with the same checksum reports C(changed=false);
+    an applied file whose checksum changed fails with both checksums.
+  - Statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY,
+    VACUUM, ...) are refused before anything runs.
+  - Takes a transaction-level advisory lock, so two pgrollout runs never apply
+    to one database at once; the second fails naming the holder.
+version_added: "0.1.0"
+options:
+  path:
+    description: Migration file C(NNN_name.sql) on the managed host (a rollback file for O(direction=down)).
+    type: path
+    required: true
+  direction:
+    description: C(up) applies a forward file; C(down) applies a rollback file and removes the ledger entry.
+    type: str
+    choices: [up, down]
+    default: up
+  forward_path:
+    description: With O(direction=down), the forward file whose checksum the history records.
+    type: path
+  lock_timeout:
+    description: PostgreSQL lock_timeout for the migration's transaction.
+    type: str
+    default: 5s
+  statement_timeout:
+    description: PostgreSQL statement_timeout for each statement.
+    type: str
+    default: 5min
+  run_id:
+    description: Identifier of this rollout, stored with the ledger entry.
+    type: str
+  checks:
+    description:
+      - Verification checks (the format of M(pg_assert)) run inside the
+        migration's transaction before it commits. A failing check of
+        severity C(fail) rolls the migration back. In check mode they run in
+        the dry run, against the migrated schema.
+    type: list
+    elements: dict
+extends_documentation_fragment: [pgrollout]
+attributes:
+  check_mode:
+    support: full
+    description: A real dry run. Executes the migration in a transaction, collects the locks and schema change, then rolls back.
+  diff_mode:
+    support: full
+    description: Shows the schema objects the migration adds, changes or drops.
+author: pgrollout developers
+"""
+
+EXAMPLES = r"""
+- name: Apply migration 003
+  pg_migrate:
+    path: supabase/migrations/003_bot_registration_sharing.sql
+    login_password: "{{ vault_db_password }}"
+    lock_timeout: 2s
+
+- name: Roll migration 003 back
+  pg_migrate:
+    path: supabase/rollbacks/003_bot_registration_sharing_rollback.sql
+    forward_path: supabase/migrations/003_bot_registration_sharing.sql
+    direction: down
+"""
+
+RETURN = r"""
+version: {description: Migration version from the file name., returned: always, type: str, sample: "003"}
+name: {description: Migration name from the file name., returned: always, type: str}
+checksum: {description: SHA-256 of the file with line endings normalised., returned: always, type: str}
+statements: {description: Number of statements executed (0 when nothing to do)., returned: always, type: int}
+duration_ms: {description: Time spent executing the statements., returned: changed, type: int}
+locks:
+  description: Relation locks the migration held at its end (relation and mode).
+  returned: changed
+  type: list
+schema_changes:
+  description: Per kind (tables, columns, policies, indexes, constraints, functions, schemas) the objects added, dropped, changed.
+  returned: changed
+  type: dict
+dry_run: {description: True when the transaction was rolled back (check mode)., returned: always, type: bool}
+checks_summary:
+  description: With O(checks), one line per check run inside the transaction.
+  returned: when checks were given
+  type: list
+error:
+  description: On failure, file, line, statement_number, statement, sqlstate and error.
+  returned: failed
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgrollout.checks import SpecError, validate
+from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible.module_utils.pgrollout.migrate import MigrationError, apply
+from ansible.module_utils.pgrollout.sqlfile import MigrationFileError, load
+
+
+def main() -> None:
+    spec = dict(
+        CONNECTION_ARGUMENT_SPEC,
+        path={"type": "path", "required": True},
+        direction={"type": "str", "choices": ["up", "down"], "default": "up"},
+        forward_path={"type": "path"},
+        lock_timeout={"type": "str", "default": "5s"},
+        statement_timeout={"type": "str", "default": "5min"},
+        run_id={"type": "str"},
+        checks={"type": "list", "elements": "dict"},
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    p = module.params
+    try:
+        migration = load(p["path"])
+        forward = load(p["forward_path"]).checksum if p["forward_path"] else None
+        checks = validate(p["checks"]) if p["checks"] else None
+        with connect(p) as conn:
+            result = apply(conn, migration, direction=p["direction"], check_mode=module.check_mode,
+                           lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
+                           run_id=p["run_id"], forward_checksum=forward, checks=checks)
+    except MigrationError as exc:
+        module.fail_json(msg=str(exc), error=exc.details)
+    except (RuntimeError, MigrationFileError, SpecError) as exc:
+        module.fail_json(msg=str(exc))
+    diff = result.pop("diff", None)
+    if module._diff and diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+#!/usr/bin/python
+"""Write a run's evidence record."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pgrollout_evidence
+short_description: Record what a pgrollout run did, as JSON and Markdown
+description:
+  - Builds a versioned JSON record (schema_version 1, see README) and a
+    Markdown summary from the registered results of the rollout's roles:
+    environment, host, operator, git commit, tool versions, backup path and
+    sha256, each migration with checksum, timing, locks and schema change,
+    every verification check, and the failure if any.
+  - Keeps only the fields an auditor needs (never module invocations) and
+    replaces every value of O(redact) found in the text with asterisks.
+version_added: "0.1.0"
+options:
+  dir: {description: Folder for the record., type: path, required: true}
+  run_id: {description: Identifier of the run; names the files., type: str, required: true}
+  kind: {description: What ran., type: str, choices: [rollout, rollback, rehearsal], default: rollout}
+  environment: {description: dev, staging or prod., type: str, required: true}
+  host: {description: Inventory host name of the target., type: str, required: true}
+  started_at: {description: ISO 8601 start time., type: str, required: true}
+  dry_run: {description: The run was a check-mode dry run; the files are suffixed -dryrun., type: bool, default: false}
+  steps: {description: Registered results by step (preflight, backup, migrate, verify, verify_spec)., type: dict, default: {}}
+  failure: {description: The failed task and its message., type: dict}
+  repo_dir: {description: The repository, for its git commit., type: path}
+  tool_versions: {description: Versions to record (ansible, ...)., type: dict, default: {}}
+  redact: {description: Secrets that must not appear in the files., type: list, elements: str, default: [], no_log: true}
+attributes:
+  check_mode:
+    support: none
+    description: Run it with C(check_mode=false) so a dry run leaves its record.
+author: pgrollout developers
+"""
+
+EXAMPLES = r"""
+- name: Record the run
+  pgrollout_evidence:
+    dir: .ops/evidence/dev
+    run_id: "{{ pgrollout_run_id }}"
+    environment: dev
+    host: "{{ inventory_hostname }}"
+    started_at: "{{ pgrollout_started_at }}"
+    steps: {preflight: "{{ preflight_result }}", migrate: "{{ migrate_result }}"}
+    redact: ["{{ pgrollout_db_password }}"]
+  check_mode: false
+"""
+
+RETURN = r"""
+json_path: {description: The JSON record., returned: always, type: str}
+markdown_path: {description: The Markdown summary., returned: always, type: str}
+outcome: {description: succeeded, failed or dry_run., returned: always, type: str}
+"""
+
+import getpass
+import os
+import platform
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgrollout.evidence import build_record, git_commit, write
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=dict(
+        dir={"type": "path", "required": True},
+        run_id={"type": "str", "required": True},
+        kind={"type": "str", "choices": ["rollout", "rollback", "rehearsal"], "default": "rollout"},
+        environment={"type": "str", "required": True},
+        host={"type": "str", "required": True},
+        started_at={"type": "str", "required": True},
+        dry_run={"type": "bool", "default": False},
+        steps={"type": "dict", "default": {}},
+        failure={"type": "dict"},
+        repo_dir={"type": "path"},
+        tool_versions={"type": "dict", "default": {}},
+        redact={"type": "list", "elements": "str", "default": [], "no_log": True},
+    ))
+    p = module.params
+    context = {
+        "operator": os.environ.get("SUDO_USER") or getpass.getuser(),
+        "git_commit": git_commit(p["repo_dir"]) if p["repo_dir"] else None,
+        "tool_versions": {"python": platform.python_version(), **p["tool_versions"]},
+    }
+    record = build_record(run_id=p["run_id"], kind=p["kind"], environment=p["environment"],
+                          host=p["host"], started_at=p["started_at"], dry_run=p["dry_run"],
+                          steps=p["steps"], failure=p["failure"], context=context)
+    json_path, md_path = write(p["dir"], record, p["redact"])
+    module.exit_json(changed=True, json_path=json_path, markdown_path=md_path, outcome=record["outcome"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Shared logic behind pgrollout's Ansible modules (library/)."""

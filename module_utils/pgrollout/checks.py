@@ -1,0 +1,176 @@
+"""Verification checks: validate a spec, run every check read-only, report each result.
+
+A check is SQL plus one expectation:
+  rows:     the exact rows, as lists of column values (ordered unless `ordered: false`)
+  count:    the number of rows
+  jmespath: an expression over the rows (a list of objects keyed by column name)
+            that must evaluate to true
+Each check runs in its own savepoint that is always rolled back, inside one
+READ ONLY transaction, so a check can neither change the database nor leak its
+role or settings into the next one.
+"""
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import uuid
+from typing import Any
+
+CHECK_KEYS = {"name", "sql", "params", "expect", "severity", "role", "claims", "description"}
+EXPECT_KEYS = {"rows", "count", "jmespath", "ordered"}
+SEVERITIES = ("fail", "warn")
+ROLES = ("anon", "authenticated", "service_role")
+
+
+class SpecError(Exception):
+    """A verification spec that cannot run; nothing was executed."""
+
+
+def _check_error(index: int, check: Any, problem: str) -> SpecError:
+    label = check.get("name") if isinstance(check, dict) and check.get("name") else f"#{index}"
+    return SpecError(f"check {label}: {problem}")
+
+
+def validate(checks: Any) -> list[dict[str, Any]]:
+    """Normalised checks, or SpecError naming the first bad check and what to fix."""
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
+    if not isinstance(checks, list) or not checks:
+        raise SpecError("a verification spec needs a non-empty list of checks")
+    names: set[str] = set()
+    result = []
+    for index, check in enumerate(checks, start=1):
+        if not isinstance(check, dict):
+            raise _check_error(index, check, "each check is a mapping with name, sql and expect")
+        unknown = set(check) - CHECK_KEYS
+        if unknown:
+            raise _check_error(index, check, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(CHECK_KEYS)}")
+        for key in ("name", "sql", "expect"):
+            if not check.get(key):
+                raise _check_error(index, check, f"'{key}' is required")
+        if check["name"] in names:
+            raise _check_error(index, check, "two checks share this name")
+        names.add(check["name"])
+        expect = check["expect"]
+        if not isinstance(expect, dict) or set(expect) - EXPECT_KEYS:
+            raise _check_error(index, check, f"'expect' takes only {sorted(EXPECT_KEYS)}")
+        kinds = [k for k in ("rows", "count", "jmespath") if k in expect]
+        if len(kinds) != 1:
+            raise _check_error(index, check, "'expect' needs exactly one of rows, count, jmespath")
+        if "jmespath" in expect:
+            try:
+                jmespath.compile(expect["jmespath"])
+            except JMESPathError as exc:
+                raise _check_error(index, check, f"invalid jmespath {expect['jmespath']!r}: {exc}") from exc
+        if "rows" in expect and not (isinstance(expect["rows"], list)
+                                     and all(isinstance(r, list) for r in expect["rows"])):
+            raise _check_error(index, check, "'rows' is a list of rows, each a list of column values")
+        if "count" in expect and (isinstance(expect["count"], bool) or not isinstance(expect["count"], int)):
+            raise _check_error(index, check, "'count' is a whole number")
+        severity = check.get("severity", "fail")
+        if severity not in SEVERITIES:
+            raise _check_error(index, check, f"severity is one of {SEVERITIES}")
+        if check.get("role") is not None and check["role"] not in ROLES:
+            raise _check_error(index, check, f"role is one of {ROLES}")
+        result.append({**check, "severity": severity, "params": check.get("params") or {}})
+    return result
+
+
+def plain(value: Any) -> Any:
+    """A column value as YAML/JSON would write it, so expectations can be plain data."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (uuid.UUID, datetime.date, datetime.datetime, datetime.time)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def evaluate(expect: dict[str, Any], columns: list[str], rows: list[list[Any]]) -> tuple[bool, Any, Any]:
+    """(passed, expected, actual) for one check's rows."""
+    import jmespath
+
+    if "count" in expect:
+        return len(rows) == expect["count"], expect["count"], len(rows)
+    if "rows" in expect:
+        wanted, got = expect["rows"], rows
+        if not expect.get("ordered", True):
+            key = lambda r: json.dumps(r, default=str)  # noqa: E731
+            wanted, got = sorted(wanted, key=key), sorted(got, key=key)
+        return got == wanted, expect["rows"], rows
+    objects = [dict(zip(columns, r)) for r in rows]
+    value = jmespath.search(expect["jmespath"], objects)
+    return value is True, f"{expect['jmespath']} is true", objects if value is not True else value
+
+
+def _run_one(conn, check: dict[str, Any]) -> dict[str, Any]:
+    import psycopg
+
+    outcome: dict[str, Any] = {"name": check["name"], "severity": check["severity"]}
+    try:
+        with conn.transaction() as savepoint, conn.cursor() as cur:
+            if check.get("claims") is not None:
+                cur.execute("SELECT set_config('request.jwt.claims', %s, true)", (json.dumps(check["claims"]),))
+            if check.get("role"):
+                cur.execute(psycopg.sql.SQL("SET LOCAL ROLE {}").format(psycopg.sql.Identifier(check["role"])))
+            cur.execute(check["sql"], check["params"] or None, prepare=False)
+            columns = [c.name for c in cur.description or []]
+            rows = [[plain(v) for v in row] for row in cur.fetchall()] if cur.description else []
+            try:
+                passed, expected, actual = evaluate(check["expect"], columns, rows)
+            except Exception as exc:  # a jmespath expression that fails on these rows
+                passed, expected, actual = False, check["expect"], f"cannot evaluate: {exc}"
+            outcome.update(status="passed" if passed else "failed", expected=expected, actual=actual)
+            raise psycopg.Rollback(savepoint)
+    except psycopg.Error as exc:
+        outcome.update(status="error", expected=None, actual=None,
+                       error=f"SQLSTATE {exc.sqlstate}: {str(exc).strip()}")
+    return outcome
+
+
+def run(conn, checks: list[dict[str, Any]], statement_timeout: str = "30s") -> list[dict[str, Any]]:
+    """Run validated checks in one READ ONLY transaction that is rolled back at the end."""
+    import psycopg
+
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        # Inside a migration's transaction (before commit, or a dry run): each
+        # check's savepoint is rolled back, so nothing it does survives.
+        return [_run_one(conn, check) for check in checks]
+    results: list[dict[str, Any]] = []
+    with conn.transaction() as outer:
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION READ ONLY")
+            cur.execute("SELECT set_config('statement_timeout', %s, true)", (statement_timeout,))
+        results = [_run_one(conn, check) for check in checks]
+        raise psycopg.Rollback(outer)
+    return results
+
+
+def failures(results: list[dict[str, Any]], severity: str = "fail") -> list[dict[str, Any]]:
+    return [r for r in results if r["status"] != "passed" and r["severity"] == severity]
+
+
+def table(results: list[dict[str, Any]], width: int = 60) -> list[str]:
+    """Lines of a compact table: result, check, and expected vs actual where it failed."""
+    lines = []
+    for r in results:
+        mark = {"passed": "PASS", "failed": "FAIL", "error": "ERROR"}[r["status"]]
+        if r["status"] != "passed" and r["severity"] == "warn":
+            mark = "WARN"
+        line = f"{mark:5} {r['name']}"
+        if r["status"] == "failed":
+            line += f" | expected {json.dumps(r['expected'], default=str)[:width]}" \
+                    f" | actual {json.dumps(r['actual'], default=str)[:width]}"
+        elif r["status"] == "error":
+            line += f" | {r['error'][:width * 2]}"
+        lines.append(line)
+    return lines

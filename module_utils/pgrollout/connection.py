@@ -1,0 +1,102 @@
+"""One connection spec for every pgrollout module, modelled on community.postgresql.
+
+The password travels to PostgreSQL client programs (pg_dump, pg_restore) only
+through a temporary passfile named in the child's environment: never argv.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import Any, Iterator
+
+CONNECTION_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "login_host": {"type": "str", "default": "127.0.0.1", "aliases": ["host"]},
+    "login_port": {"type": "int", "default": 5432, "aliases": ["port"]},
+    "login_user": {"type": "str", "default": "postgres", "aliases": ["user"]},
+    "login_password": {"type": "str", "default": "", "no_log": True, "aliases": ["password"]},
+    "login_db": {"type": "str", "default": "postgres", "aliases": ["db"]},
+    "ssl_mode": {
+        "type": "str",
+        "default": "prefer",
+        "choices": ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"],
+    },
+    "connect_timeout": {"type": "int", "default": 10},
+    "connect_params": {"type": "dict", "default": {}},
+}
+
+APPLICATION_NAME = "pgrollout"
+
+
+def libpq_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword parameters for libpq built from module parameters (password excluded)."""
+    conn = {
+        "host": params["login_host"],
+        "port": params["login_port"],
+        "user": params["login_user"],
+        "dbname": params["login_db"],
+        "sslmode": params["ssl_mode"],
+        "connect_timeout": params["connect_timeout"],
+        "application_name": APPLICATION_NAME,
+    }
+    conn.update(params.get("connect_params") or {})
+    return conn
+
+
+def connect(params: dict[str, Any], autocommit: bool = False):  # -> psycopg.Connection
+    """Open a psycopg connection; a missing driver or a refused login is a clear error."""
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - depends on the interpreter
+        raise RuntimeError(
+            "psycopg 3 is not installed for the Python that runs this module; "
+            "install it (pip install 'psycopg[binary]') or set ansible_python_interpreter"
+        ) from exc
+    kwargs = libpq_params(params)
+    if params.get("login_password"):
+        kwargs["password"] = params["login_password"]
+    try:
+        return psycopg.connect(autocommit=autocommit, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise RuntimeError(
+            f"cannot connect to {kwargs['host']}:{kwargs['port']} database "
+            f"{kwargs['dbname']} as {kwargs['user']}: {str(exc).strip()}"
+        ) from exc
+
+
+def _passfile_line(params: dict[str, Any]) -> str:
+    def esc(value: Any) -> str:
+        return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+    fields = ("*", "*", "*", params["login_user"], params["login_password"])
+    return ":".join(esc(f) for f in fields) + "\n"
+
+
+@contextlib.contextmanager
+def client_environment(params: dict[str, Any]) -> Iterator[dict[str, str]]:
+    """Environment for pg_dump/pg_restore: connection in PG* variables, password in a 0600 passfile."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE")}
+    conn = libpq_params(params)
+    env.update(
+        {
+            "PGHOST": str(conn["host"]),
+            "PGPORT": str(conn["port"]),
+            "PGUSER": str(conn["user"]),
+            "PGDATABASE": str(conn["dbname"]),
+            "PGSSLMODE": str(conn["sslmode"]),
+            "PGCONNECT_TIMEOUT": str(conn["connect_timeout"]),
+            "PGAPPNAME": APPLICATION_NAME,
+        }
+    )
+    if not params.get("login_password"):
+        yield env
+        return
+    fd, path = tempfile.mkstemp(prefix="pgrollout-pass-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(_passfile_line(params))
+        env["PGPASSFILE"] = path
+        yield env
+    finally:
+        os.unlink(path)

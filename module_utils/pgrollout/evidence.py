@@ -1,0 +1,134 @@
+"""The evidence record of a run: a versioned JSON document and a Markdown summary.
+
+Built from the registered results of the roles, keeping only the fields an
+auditor needs (never a module's invocation, which carries its arguments), and
+scrubbed of every secret passed in as a last line of defence.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import subprocess
+from typing import Any
+
+SCHEMA_VERSION = 1
+MIGRATION_FIELDS = ("version", "name", "path", "checksum", "changed", "statements", "duration_ms",
+                    "locks", "schema_changes", "msg", "error", "checks_summary", "dry_run")
+BACKUP_FIELDS = ("path", "manifest", "sha256", "size_bytes", "database_size_bytes", "validated", "msg")
+CHECK_FIELDS = ("name", "severity", "status", "expected", "actual", "error")
+
+
+def _pick(result: dict[str, Any] | None, fields: tuple[str, ...]) -> dict[str, Any] | None:
+    if not result or result.get("skipped"):
+        return None
+    return {k: result[k] for k in fields if k in result}
+
+
+def outcome(failure: dict[str, Any] | None, dry_run: bool) -> str:
+    if failure:
+        return "failed"
+    return "dry_run" if dry_run else "succeeded"
+
+
+def build_record(*, run_id: str, kind: str, environment: str, host: str, started_at: str,
+                 dry_run: bool, steps: dict[str, Any], failure: dict[str, Any] | None,
+                 context: dict[str, Any]) -> dict[str, Any]:
+    preflight = (steps.get("preflight") or {}).get("facts") or {}
+    migrate = steps.get("migrate") or {}
+    verify = steps.get("verify") or {}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "kind": kind,
+        "environment": environment,
+        "host": host,
+        "outcome": outcome(failure, dry_run),
+        "dry_run": dry_run,
+        "started_at": started_at,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **context,
+        "target": {
+            "server_version": preflight.get("server_version"),
+            "database": preflight.get("database"),
+            "applied_before": (preflight.get("migrations") or {}).get("applied"),
+            "pending_before": (preflight.get("migrations") or {}).get("pending"),
+            "long_running_sessions": preflight.get("long_running_sessions"),
+        },
+        "backup": _pick(steps.get("backup"), BACKUP_FIELDS),
+        "migrations": [_pick(r, MIGRATION_FIELDS) for r in migrate.get("results", [])
+                       if not r.get("skipped")],
+        "verification": None if not verify or verify.get("skipped") else {
+            "spec": steps.get("verify_spec"),
+            "passed": verify.get("passed"),
+            "failed": verify.get("failed"),
+            "results": [_pick(r, CHECK_FIELDS) for r in verify.get("results", [])],
+        },
+        "failure": failure,
+    }
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "********")
+    # libpq URLs that carry a password: postgresql://user:password@host
+    return re.sub(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", r"\1********@", text)
+
+
+def markdown(record: dict[str, Any]) -> str:
+    lines = [
+        f"# {record['kind'].capitalize()} {record['run_id']}: {record['outcome'].upper()}",
+        "",
+        f"- environment: {record['environment']}, host: {record['host']}",
+        f"- operator: {record.get('operator')}, git commit: {record.get('git_commit')}",
+        f"- started {record['started_at']}, finished {record['finished_at']}",
+        f"- server: PostgreSQL {record['target'].get('server_version')}, "
+        f"database {record['target'].get('database')}",
+        f"- applied before: {', '.join(record['target'].get('applied_before') or []) or 'none'}",
+        "",
+    ]
+    backup = record.get("backup")
+    lines += ["## Backup", "", f"- {backup.get('path')} sha256 {backup.get('sha256')}"
+              if backup and backup.get("sha256") else f"- {(backup or {}).get('msg', 'none taken')}", ""]
+    lines += ["## Migrations", ""]
+    for m in record["migrations"] or []:
+        locks = ", ".join(f"{lk['relation']} {lk['mode']}" for lk in m.get("locks") or [])
+        lines.append(f"- {m.get('version')}_{m.get('name')} ({m.get('checksum', '')[:12]}): {m.get('msg')}"
+                     + (f"; {m.get('duration_ms')} ms" if m.get("duration_ms") is not None else "")
+                     + (f"; locks: {locks}" if locks else ""))
+    if not record["migrations"]:
+        lines.append("- nothing to apply")
+    lines.append("")
+    verification = record.get("verification")
+    if verification:
+        lines += [f"## Verification ({verification['spec']})", "", "| check | result |", "|---|---|"]
+        lines += [f"| {r['name']} | {r['status']}{' (warn)' if r['severity'] == 'warn' else ''} |"
+                  for r in verification["results"]]
+        lines.append("")
+    if record.get("failure"):
+        lines += ["## Failure", "", f"- task: {record['failure'].get('task')}",
+                  f"- message: {record['failure'].get('msg')}", ""]
+    return "\n".join(lines)
+
+
+def git_commit(repo_dir: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", "-C", repo_dir, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def write(directory: str, record: dict[str, Any], secrets: list[str]) -> tuple[str, str]:
+    """Write <run_id>.json and <run_id>.md (0640) into `directory`; return both paths."""
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    stem = os.path.join(directory, f"{record['run_id']}{'-dryrun' if record['dry_run'] else ''}")
+    outputs = {stem + ".json": json.dumps(record, indent=2, sort_keys=False, default=str) + "\n",
+               stem + ".md": markdown(record)}
+    for path, text in outputs.items():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(redact(text, secrets))
+    return stem + ".json", stem + ".md"

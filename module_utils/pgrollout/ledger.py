@@ -1,0 +1,114 @@
+"""The migration ledger: Supabase's own table plus pgrollout's checksum record.
+
+supabase_migrations.schema_migrations is written exactly as the Supabase CLI
+writes it (version, statements, name), so `supabase migration list` and
+`supabase db push` agree with pgrollout. pgrollout.migrations holds the
+checksum of what was applied; pgrollout.history keeps every apply and rollback.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ENSURE_SQL = (
+    "CREATE SCHEMA IF NOT EXISTS supabase_migrations",
+    "CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations "
+    "(version text NOT NULL PRIMARY KEY)",
+    "ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS statements text[]",
+    "ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS name text",
+    "CREATE SCHEMA IF NOT EXISTS pgrollout",
+    "REVOKE ALL ON SCHEMA pgrollout FROM PUBLIC",
+    """CREATE TABLE IF NOT EXISTS pgrollout.migrations (
+        version text PRIMARY KEY,
+        name text NOT NULL,
+        checksum text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        applied_by text NOT NULL DEFAULT current_user,
+        duration_ms integer NOT NULL,
+        run_id text)""",
+    """CREATE TABLE IF NOT EXISTS pgrollout.history (
+        id bigserial PRIMARY KEY,
+        version text NOT NULL,
+        name text NOT NULL,
+        direction text NOT NULL CHECK (direction IN ('up', 'down')),
+        checksum text NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
+        by text NOT NULL DEFAULT current_user,
+        duration_ms integer NOT NULL,
+        run_id text)""",
+)
+
+# One key for every pgrollout run on a database: rollouts and rollbacks exclude each other.
+ADVISORY_LOCK_KEY = 0x7067726F6C6C  # "pgroll"
+
+
+@dataclass(frozen=True)
+class Applied:
+    version: str
+    name: str | None
+    checksum: str | None  # None when applied by another tool (the Supabase CLI)
+
+
+def ensure(cur) -> None:
+    for sql in ENSURE_SQL:
+        cur.execute(sql)
+
+
+def exists(cur) -> bool:
+    cur.execute("SELECT to_regclass('supabase_migrations.schema_migrations') IS NOT NULL")
+    return bool(cur.fetchone()[0])
+
+
+def read(cur) -> dict[str, Applied]:
+    """Applied migrations by version; empty when the ledger does not exist yet."""
+    if not exists(cur):
+        return {}
+    cur.execute("SELECT to_regclass('pgrollout.migrations') IS NOT NULL")
+    has_ours = cur.fetchone()[0]
+    if has_ours:
+        cur.execute(
+            "SELECT s.version, s.name, m.checksum FROM supabase_migrations.schema_migrations s "
+            "LEFT JOIN pgrollout.migrations m USING (version)"
+        )
+    else:
+        cur.execute("SELECT version, name, NULL FROM supabase_migrations.schema_migrations")
+    return {row[0]: Applied(*row) for row in cur.fetchall()}
+
+
+def record(cur, *, version: str, name: str, statements: list[str], checksum: str,
+           direction: str, duration_ms: int, run_id: str | None) -> None:
+    if direction == "up":
+        cur.execute(
+            "INSERT INTO supabase_migrations.schema_migrations (version, statements, name) "
+            "VALUES (%s, %s, %s)",
+            (version, statements, name),
+        )
+        cur.execute(
+            "INSERT INTO pgrollout.migrations (version, name, checksum, duration_ms, run_id) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (version, name, checksum, duration_ms, run_id),
+        )
+    else:
+        cur.execute("DELETE FROM supabase_migrations.schema_migrations WHERE version = %s", (version,))
+        cur.execute("DELETE FROM pgrollout.migrations WHERE version = %s", (version,))
+    cur.execute(
+        "INSERT INTO pgrollout.history (version, name, direction, checksum, duration_ms, run_id) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        (version, name, direction, checksum, duration_ms, run_id),
+    )
+
+
+def lock_holder(cur) -> dict[str, Any] | None:
+    """The session holding the pgrollout advisory lock, if any."""
+    cur.execute(
+        "SELECT a.pid, a.application_name, a.usename, a.client_addr::text, a.backend_start::text "
+        "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted "
+        "AND ((l.classid::bigint << 32) | l.objid::bigint) = %s AND a.pid <> pg_backend_pid()",
+        (ADVISORY_LOCK_KEY,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    keys = ("pid", "application_name", "user", "client_addr", "backend_start")
+    return dict(zip(keys, row))
