@@ -78,8 +78,10 @@ def split_statements(text: str, path: str = "<sql>") -> list[Statement]:
         slices = list(parser.split(text, with_parser=True, only_slices=True))
         nodes = pglast.parse_sql(text)
     except pglast.parser.ParseError as exc:
-        line = text.count("\n", 0, max(exc.location, 0)) + 1 if exc.location is not None else "?"
-        raise MigrationFileError(f"{path}:{line}: syntax error: {exc.args[0]}") from exc
+        # args: (message, 0-based character offset of the error)
+        offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
+        line = text.count("\n", 0, max(offset, 0)) + 1
+        raise MigrationFileError(f"{path}:{line}: {exc.args[0]}") from exc
     return [
         Statement(number=i, line=text.count("\n", 0, sl.start) + 1, text=text[sl], kind=_kind(raw.stmt))
         for i, (sl, raw) in enumerate(zip(slices, nodes), start=1)

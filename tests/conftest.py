@@ -1,0 +1,127 @@
+"""Fixtures: a disposable PostgreSQL cluster per test session, a database per test.
+
+The cluster is started by the tests themselves (scripts/localpg.py), on a free
+port, and destroyed at the end. Each database is cloned from a template that
+holds the Supabase compatibility layer, migrations 001-002 and the seed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "module_utils"))
+
+import localpg  # noqa: E402
+from pgrollout import connection  # noqa: E402
+
+TEMPLATE = "baseline_template"
+MIGRATION_003 = REPO / "supabase" / "migrations" / "003_bot_registration_sharing.sql"
+ROLLBACK_003 = REPO / "supabase" / "rollbacks" / "003_bot_registration_sharing_rollback.sql"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    base = Path(tempfile.mkdtemp(prefix="pgrollout-test-"))
+    pg = localpg.LocalCluster(base, _free_port(), fast=True)
+    try:
+        pg.init()
+        pg.start()
+        with connection.connect(pg.params(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        localpg.prepare_database(pg.params(TEMPLATE))
+        yield pg
+    finally:
+        pg.destroy()
+
+
+@pytest.fixture
+def db(cluster) -> dict[str, Any]:
+    """Connection parameters of a fresh database at the pre-003 baseline."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    with connection.connect(cluster.params(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    yield cluster.params(name)
+    with connection.connect(cluster.params(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def empty_db(cluster) -> dict[str, Any]:
+    """Connection parameters of an empty database (template0)."""
+    name = "e_" + uuid.uuid4().hex[:12]
+    with connection.connect(cluster.params(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+    yield cluster.params(name)
+    with connection.connect(cluster.params(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def query(params: dict[str, Any], sql: str, args: Any = None) -> list[tuple]:
+    with connection.connect(params, autocommit=True) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+class Playbook:
+    """Runs a playbook of this repository against one test database, as the dev environment."""
+
+    def __init__(self, params: dict[str, Any], workdir: Path):
+        self.params, self.workdir = params, workdir
+        inventory = workdir / "inventory"
+        inventory.mkdir()
+        (inventory / "group_vars").symlink_to(REPO / "group_vars")
+        host = {
+            "ansible_connection": "local",
+            "pgrollout_db_host": params["login_host"],
+            "pgrollout_db_port": params["login_port"],
+            "pgrollout_db_name": params["login_db"],
+            "pgrollout_db_password": params["login_password"],
+            "pgrollout_evidence_dir": str(workdir / "evidence"),
+            "pgrollout_backup_dir": str(workdir / "backups"),
+        }
+        hosts = {"dev": {"hosts": {"test-target": host}}}
+        path = inventory / "hosts.yml"
+        path.write_text(json.dumps(hosts))
+        os.chmod(path, 0o600)
+        self.inventory = inventory
+
+    def run(self, playbook: str = "rollout.yml", *args: str, extra_env: dict[str, str] | None = None,
+            json_output: bool = True) -> subprocess.CompletedProcess:
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+        if json_output:
+            env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
+        env.update(extra_env or {})
+        bindir = Path(sys.executable).parent
+        return subprocess.run([str(bindir / "ansible-playbook"), playbook, "-i", str(self.inventory), *args],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+    @staticmethod
+    def stats(proc: subprocess.CompletedProcess) -> dict[str, int]:
+        return json.loads(proc.stdout)["stats"]["test-target"]
+
+    @staticmethod
+    def task_results(proc: subprocess.CompletedProcess, name: str) -> list[dict[str, Any]]:
+        out = json.loads(proc.stdout)
+        return [task["hosts"]["test-target"] for play in out["plays"] for task in play["tasks"]
+                if task["task"]["name"] == name and "test-target" in task["hosts"]]
+
+
+@pytest.fixture
+def playbook(db, tmp_path) -> Playbook:
+    return Playbook(db, tmp_path)

@@ -1,0 +1,79 @@
+"""Pure logic of migration files: names, checksums, statement splitting."""
+from __future__ import annotations
+
+import pytest
+from pgrollout import sqlfile
+
+
+def test_checksum_ignores_line_endings_and_trailing_newlines():
+    unix = "CREATE TABLE a (x int);\nSELECT 1;\n"
+    assert sqlfile.checksum(unix) == sqlfile.checksum(unix.replace("\n", "\r\n"))
+    assert sqlfile.checksum(unix) == sqlfile.checksum(unix.rstrip("\n"))
+    assert sqlfile.checksum(unix) == sqlfile.checksum(unix + "\n\n")
+    assert sqlfile.checksum(unix) != sqlfile.checksum(unix.replace("x int", "y int"))
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("003_bot_registration_sharing.sql", ("003", "bot_registration_sharing")),
+    ("20240101120000_init.sql", ("20240101120000", "init")),
+])
+def test_filename_gives_version_and_name(name, expected):
+    assert sqlfile.parse_filename(f"/x/{name}") == expected
+
+
+@pytest.mark.parametrize("name", ["bots.sql", "003-bots.sql", "003_bots.SQL", "v3_bots.sql"])
+def test_bad_filename_is_refused_with_the_expected_form(name):
+    with pytest.raises(sqlfile.MigrationFileError, match="NNN_name.sql"):
+        sqlfile.parse_filename(name)
+
+
+def test_statements_carry_number_line_and_text():
+    text = "-- header\nCREATE TABLE a (x int);\n\nDO $$ BEGIN PERFORM 1; END $$;\nSELECT 'é;';\n"
+    stmts = sqlfile.split_statements(text)
+    assert [(s.number, s.line, s.kind) for s in stmts] == [
+        (1, 1, "CreateStmt"), (2, 4, "DoStmt"), (3, 5, "SelectStmt")]
+    assert stmts[1].text == "DO $$ BEGIN PERFORM 1; END $$"
+    assert stmts[2].text == "SELECT 'é;'"
+
+
+def test_syntax_error_names_file_and_line():
+    with pytest.raises(sqlfile.MigrationFileError, match=r"m\.sql:3: syntax error at or near \"SELEC\""):
+        sqlfile.split_statements("SELECT 1;\n\nSELEC 2;\n", "m.sql")
+
+
+@pytest.mark.parametrize("sql, kind", [
+    ("CREATE INDEX CONCURRENTLY i ON t (x)", "!IndexStmt"),
+    ("DROP INDEX CONCURRENTLY i", "!DropStmt"),
+    ("REINDEX INDEX CONCURRENTLY i", "!ReindexStmt"),
+    ("VACUUM t", "!VacuumStmt"),
+    ("ALTER SYSTEM SET work_mem = '8MB'", "!AlterSystemStmt"),
+    ("CREATE INDEX i ON t (x)", "IndexStmt"),
+    ("DROP INDEX i", "DropStmt"),
+    ("REINDEX INDEX i", "ReindexStmt"),
+])
+def test_statements_that_cannot_run_in_a_transaction_are_marked(sql, kind):
+    assert sqlfile.split_statements(sql + ";")[0].kind == kind
+
+
+def test_position_to_line_counts_from_the_statement_start():
+    stmt = sqlfile.Statement(number=2, line=10, text="CREATE TABLE t (\n  x int,\n  y nosuchtype\n)", kind="")
+    position = stmt.text.index("nosuchtype") + 1
+    assert sqlfile.position_to_line(stmt, position) == 12
+    assert sqlfile.position_to_line(stmt, None) == 10
+
+
+def test_find_migrations_sorts_numerically_and_refuses_duplicate_versions(tmp_path):
+    for name in ("10_c.sql", "2_b.sql", "1_a.sql", "notes.txt"):
+        (tmp_path / name).write_text("SELECT 1;")
+    assert [p.rsplit("/", 1)[1] for p in sqlfile.find_migrations(str(tmp_path))] == [
+        "1_a.sql", "2_b.sql", "10_c.sql"]
+    (tmp_path / "2_again.sql").write_text("SELECT 1;")
+    with pytest.raises(sqlfile.MigrationFileError, match="share version 2"):
+        sqlfile.find_migrations(str(tmp_path))
+
+
+def test_empty_file_is_refused(tmp_path):
+    path = tmp_path / "004_nothing.sql"
+    path.write_text("-- only a comment\n")
+    with pytest.raises(sqlfile.MigrationFileError, match="no SQL statement"):
+        sqlfile.load(str(path))
