@@ -95,31 +95,41 @@ class Playbook:
             "pgrollout_evidence_dir": str(workdir / "evidence"),
             "pgrollout_backup_dir": str(workdir / "backups"),
         }
-        hosts = {"dev": {"hosts": {"test-target": host}}}
-        path = inventory / "hosts.yml"
-        path.write_text(json.dumps(hosts))
-        os.chmod(path, 0o600)
-        self.inventory = inventory
+        self.inventory, self.host = inventory, host
+        self.set()
 
-    def run(self, playbook: str = "rollout.yml", *args: str, extra_env: dict[str, str] | None = None,
-            json_output: bool = True) -> subprocess.CompletedProcess:
-        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-        if json_output:
-            env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
-        env.update(extra_env or {})
+    def set(self, **host_vars: Any) -> None:
+        """Write the inventory, with extra host variables."""
+        self.host.update(host_vars)
+        path = self.inventory / "hosts.yml"
+        path.write_text(json.dumps({"dev": {"hosts": {"test-target": self.host}}}))
+        os.chmod(path, 0o600)
+
+    def evidence(self) -> list[dict[str, Any]]:
+        folder = self.workdir / "evidence"
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+
+    def run(self, playbook: str = "rollout.yml", *args: str) -> subprocess.CompletedProcess:
+        """Run it; the results land in proc.results (tests/callback_plugins/test_results.py)."""
+        results = self.workdir / "results.json"
+        results.unlink(missing_ok=True)
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "callback_plugins"),
+                   ANSIBLE_CALLBACKS_ENABLED="test_results", PGROLLOUT_TEST_RESULTS=str(results))
         bindir = Path(sys.executable).parent
-        return subprocess.run([str(bindir / "ansible-playbook"), playbook, "-i", str(self.inventory), *args],
+        proc = subprocess.run([str(bindir / "ansible-playbook"), playbook, "-i", str(self.inventory), *args],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        proc.results = json.loads(results.read_text()) if results.exists() else {"tasks": [], "stats": {}}
+        return proc
 
     @staticmethod
     def stats(proc: subprocess.CompletedProcess) -> dict[str, int]:
-        return json.loads(proc.stdout)["stats"]["test-target"]
+        return proc.results["stats"]["test-target"]
 
     @staticmethod
     def task_results(proc: subprocess.CompletedProcess, name: str) -> list[dict[str, Any]]:
-        out = json.loads(proc.stdout)
-        return [task["hosts"]["test-target"] for play in out["plays"] for task in play["tasks"]
-                if task["task"]["name"] == name and "test-target" in task["hosts"]]
+        return [t["result"] for t in proc.results["tasks"]
+                if t["task"].split(" : ")[-1] == name and t["status"] != "skipped"]
 
 
 @pytest.fixture

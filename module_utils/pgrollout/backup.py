@@ -3,7 +3,10 @@
 The archive is written under a temporary name and renamed only once pg_dump
 succeeded and a full read of it (pg_restore to /dev/null) passed, so a file
 with the final name is always a complete archive. `pg_restore --list` is not
-enough: it accepted truncated and corrupted archives on these machines.
+enough: it accepted truncated and corrupted archives on these machines. Nor is
+a full read alone: it caught 57 of 201 single-byte flips in a 60 KB archive
+(flips in the uncompressed table of contents change DDL text silently), so
+verify_archive compares the manifest's sha256 first.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ def archive_name(database: str, label: str, now: datetime.datetime | None = None
 
 
 def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, umask=0o077)
+    proc = subprocess.run(cmd, env=env, capture_output=True, encoding="utf-8", errors="replace", umask=0o077)
     if proc.returncode != 0:
         raise BackupError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
 
@@ -64,6 +67,23 @@ def validate_archive(path: str, params: dict[str, Any], bindir: str | None = Non
     with client_environment(params) as env:
         _run([tool_path("pg_restore", bindir), "--file", os.devnull, path], env,
              f"validation of {path} (a full read with pg_restore)")
+
+
+def verify_archive(path: str, params: dict[str, Any], bindir: str | None = None) -> dict[str, Any]:
+    """Checksum against the manifest beside the archive, then a full read; return the manifest."""
+    manifest_path = path + ".manifest.json"
+    try:
+        with open(manifest_path) as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"{manifest_path}: cannot read the archive's manifest ({exc}); "
+                          "an archive without its manifest cannot be trusted") from exc
+    actual = sha256_of(path)
+    if actual != manifest.get("sha256"):
+        raise BackupError(f"{path}: sha256 mismatch: the manifest says {manifest.get('sha256')}, "
+                          f"the file has {actual}; the archive was changed or damaged after it was written")
+    validate_archive(path, params, bindir)
+    return manifest
 
 
 def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, *,

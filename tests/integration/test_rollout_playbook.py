@@ -1,0 +1,100 @@
+"""ansible-playbook rollout.yml against a real database, as the dev environment."""
+from __future__ import annotations
+
+import shutil
+
+import yaml
+from conftest import MIGRATION_003, REPO, query
+from pgrollout import connection, schema
+
+
+def snapshot(params):
+    with connection.connect(params) as conn, conn.cursor() as cur:
+        return schema.snapshot(cur)
+
+
+def test_rollout_applies_verifies_records_and_a_second_run_changes_nothing(playbook, db):
+    first = playbook.run()
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert playbook.stats(first)["changed"] >= 2  # backup and migration
+    (verify,) = playbook.task_results(first, "Run the verification checks")
+    assert [r["status"] for r in verify["results"]] == ["passed"] * 6
+    (record,) = playbook.evidence()
+    assert record["outcome"] == "succeeded" and record["environment"] == "dev"
+    assert [m["version"] for m in record["migrations"]] == ["003"]
+    assert record["migrations"][0]["checksum"] and record["migrations"][0]["locks"]
+    assert len(record["backup"]["sha256"]) == 64
+    assert record["verification"]["passed"] == 6 and record["target"]["applied_before"] == ["001", "002"]
+    assert query(db, "SELECT count(*) FROM supabase_migrations.schema_migrations")[0][0] == 3
+
+    second = playbook.run()
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert playbook.stats(second)["changed"] == 0
+    (verify,) = playbook.task_results(second, "Run the verification checks")
+    assert verify["passed"] == 6
+    assert [r["outcome"] for r in playbook.evidence()] == ["succeeded", "succeeded"]
+
+
+def test_check_mode_dry_run_changes_nothing_and_records_a_dry_run(playbook, db):
+    before = snapshot(db)
+    proc = playbook.run("rollout.yml", "--check", "--diff")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert snapshot(db) == before
+    (migrated,) = playbook.task_results(proc, "Apply pending migrations")
+    item = migrated["results"][0]
+    assert item["dry_run"] and item["changed"]
+    assert {"relation": "public.kb_patterns", "mode": "AccessExclusiveLock"} in item["locks"]
+    assert "table public.kb_patterns: rls off" in item["diff"]["before"]
+    assert "table public.kb_patterns: rls on" in item["diff"]["after"]
+    assert "policy public.bots.bots_select_own" in item["diff"]["after"]
+    assert not (playbook.workdir / "backups").exists()
+    (record,) = playbook.evidence()
+    assert record["outcome"] == "dry_run" and record["dry_run"]
+
+
+def test_a_failing_migration_fails_the_play_leaves_it_unapplied_and_is_recorded(playbook, db, tmp_path):
+    migrations, specs = tmp_path / "migrations", tmp_path / "verification"
+    shutil.copytree(REPO / "supabase" / "migrations", migrations)
+    shutil.copytree(REPO / "verification", specs)
+    (migrations / "004_broken.sql").write_text(
+        "CREATE TABLE public.t4 (id int);\nALTER TABLE public.t4\n  ADD COLUMN y nosuchtype;\n")
+    (specs / "004_broken.yml").write_text(yaml.safe_dump(
+        {"checks": [{"name": "t4 exists", "sql": "SELECT to_regclass('public.t4')::text",
+                     "expect": {"rows": [["t4"]]}}]}))
+    playbook.set(pgrollout_migrations_dir=str(migrations), pgrollout_verification_dir=str(specs))
+    proc = playbook.run()
+    assert proc.returncode != 0
+    assert query(db, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1") == [
+        ("001",), ("002",), ("003",)]
+    assert query(db, "SELECT to_regclass('public.t4')") == [(None,)]
+    (record,) = playbook.evidence()
+    assert record["outcome"] == "failed"
+    assert record["failure"]["task"] == "Apply pending migrations"
+    failed = [m for m in record["migrations"] if m.get("error")]
+    assert failed and failed[0]["error"]["line"] == 3 and failed[0]["error"]["sqlstate"] == "42704"
+    assert f"{migrations}/004_broken.sql:3:" in failed[0]["msg"]
+
+
+def test_the_password_never_reaches_output_or_evidence(playbook, db):
+    password = db["login_password"]
+    proc = playbook.run("rollout.yml", "-vvv")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert password not in proc.stdout and password not in proc.stderr
+    files = list((playbook.workdir / "evidence").iterdir()) + list((playbook.workdir / "backups").iterdir())
+    assert any(f.suffix == ".md" for f in files) and any(f.name.endswith(".manifest.json") for f in files)
+    for path in files:
+        if not path.name.endswith(".dump"):
+            assert password not in path.read_text(), path
+
+
+def test_a_migration_without_a_verification_spec_is_refused_before_any_change(playbook, db, tmp_path):
+    migrations = tmp_path / "migrations"
+    shutil.copytree(REPO / "supabase" / "migrations", migrations)
+    (migrations / "004_unverified.sql").write_text("CREATE TABLE public.t4 (id int);\n")
+    playbook.set(pgrollout_migrations_dir=str(migrations))
+    before = snapshot(db)
+    proc = playbook.run()
+    assert proc.returncode != 0
+    assert "004_unverified.yml" in proc.stdout and "write one" in proc.stdout
+    assert snapshot(db) == before
+    assert MIGRATION_003.exists()
