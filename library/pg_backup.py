@@ -24,7 +24,9 @@ options:
     type: str
     default: backup
   lock_wait_timeout:
-    description: How long pg_dump waits for a table lock before failing, so a backup never queues behind an exclusive lock.
+    description:
+      - How long pg_dump waits for a table lock before failing, so a backup
+        never queues behind an exclusive lock.
     type: str
     default: 30s
   pg_bindir:

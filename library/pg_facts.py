@@ -29,7 +29,7 @@ extends_documentation_fragment: [pgrollout]
 attributes:
   check_mode:
     support: full
-    description: Read-only: runs the same in check mode.
+    description: Read-only, so it runs the same in check mode.
 author: pgrollout developers
 """
 

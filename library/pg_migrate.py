@@ -54,7 +54,9 @@ extends_documentation_fragment: [pgrollout]
 attributes:
   check_mode:
     support: full
-    description: A real dry run. Executes the migration in a transaction, collects the locks and schema change, then rolls back.
+    description:
+      - A real dry run. Executes the migration in a transaction, collects the
+        locks and schema change, then rolls back.
   diff_mode:
     support: full
     description: Shows the schema objects the migration adds, changes or drops.
@@ -86,7 +88,9 @@ locks:
   returned: changed
   type: list
 schema_changes:
-  description: Per kind (tables, columns, policies, indexes, constraints, functions, schemas) the objects added, dropped, changed.
+  description:
+    - Per kind (tables, columns, policies, indexes, constraints, functions,
+      schemas) the objects added, dropped and changed.
   returned: changed
   type: dict
 dry_run: {description: True when the transaction was rolled back (check mode)., returned: always, type: bool}

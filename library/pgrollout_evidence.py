@@ -7,7 +7,7 @@ module: pgrollout_evidence
 short_description: Record what a pgrollout run did, as JSON and Markdown
 description:
   - Builds a versioned JSON record (schema_version 1, see README) and a
-    Markdown summary from the registered results of the rollout's roles:
+    Markdown summary from the registered results of the rollout's roles,
     environment, host, operator, git commit, tool versions, backup path and
     sha256, each migration with checksum, timing, locks and schema change,
     every verification check, and the failure if any.
@@ -22,11 +22,18 @@ options:
   host: {description: Inventory host name of the target., type: str, required: true}
   started_at: {description: ISO 8601 start time., type: str, required: true}
   dry_run: {description: The run was a check-mode dry run; the files are suffixed -dryrun., type: bool, default: false}
-  steps: {description: Registered results by step (preflight, backup, migrate, verify, verify_spec)., type: dict, default: {}}
+  steps:
+    description: Registered results by step (preflight, backup, migrate, verify, verify_spec).
+    type: dict
+    default: {}
   failure: {description: The failed task and its message., type: dict}
   repo_dir: {description: The repository, for its git commit., type: path}
   tool_versions: {description: Versions to record (ansible, ...)., type: dict, default: {}}
-  redact: {description: Secrets that must not appear in the files., type: list, elements: str, default: [], no_log: true}
+  redact:
+    description: Secrets that must not appear in the files.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: none

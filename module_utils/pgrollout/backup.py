@@ -51,7 +51,7 @@ def sha256_of(path: str) -> str:
 
 
 def archive_name(database: str, label: str, now: datetime.datetime | None = None) -> str:
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{database}_{label}")
     return f"{safe}_{now.strftime('%Y%m%dT%H%M%SZ')}.dump"
 
@@ -97,7 +97,7 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, *
     os.makedirs(dest_dir, mode=0o700, exist_ok=True)
     final = os.path.join(dest_dir, archive_name(params["login_db"], label))
     partial = os.path.join(dest_dir, "." + os.path.basename(final) + ".partial")
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     try:
         with client_environment(params) as env:
             _run([pg_dump, "--format=custom", "--no-password", f"--lock-wait-timeout={lock_wait_timeout}",
@@ -120,7 +120,7 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, *
         "pg_dump_version": major,
         "server_major": server_major,
         "started_at": started.isoformat(),
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(),
         "size_bytes": os.path.getsize(final),
         "sha256": sha256_of(final),
         "validated": "full read with pg_restore",

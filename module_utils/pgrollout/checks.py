@@ -15,7 +15,10 @@ import datetime
 import decimal
 import json
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
+    from psycopg import Connection
 
 CHECK_KEYS = {"name", "sql", "params", "expect", "severity", "role", "claims", "description"}
 EXPECT_KEYS = {"rows", "count", "jmespath", "ordered"}
@@ -107,12 +110,12 @@ def evaluate(expect: dict[str, Any], columns: list[str], rows: list[list[Any]]) 
             key = lambda r: json.dumps(r, default=str)  # noqa: E731
             wanted, got = sorted(wanted, key=key), sorted(got, key=key)
         return got == wanted, expect["rows"], rows
-    objects = [dict(zip(columns, r)) for r in rows]
+    objects = [dict(zip(columns, r, strict=True)) for r in rows]
     value = jmespath.search(expect["jmespath"], objects)
     return value is True, f"{expect['jmespath']} is true", objects if value is not True else value
 
 
-def _run_one(conn, check: dict[str, Any]) -> dict[str, Any]:
+def _run_one(conn: Connection, check: dict[str, Any]) -> dict[str, Any]:
     import psycopg
 
     outcome: dict[str, Any] = {"name": check["name"], "severity": check["severity"]}
@@ -137,7 +140,7 @@ def _run_one(conn, check: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
-def run(conn, checks: list[dict[str, Any]], statement_timeout: str = "30s") -> list[dict[str, Any]]:
+def run(conn: Connection, checks: list[dict[str, Any]], statement_timeout: str = "30s") -> list[dict[str, Any]]:
     """Run validated checks in one READ ONLY transaction that is rolled back at the end."""
     import psycopg
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
+    from psycopg import Connection
 
 CONNECTION_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "login_host": {"type": "str", "default": "127.0.0.1", "aliases": ["host"]},
@@ -43,7 +46,7 @@ def libpq_params(params: dict[str, Any]) -> dict[str, Any]:
     return conn
 
 
-def connect(params: dict[str, Any], autocommit: bool = False):  # -> psycopg.Connection
+def connect(params: dict[str, Any], autocommit: bool = False) -> Connection:
     """Open a psycopg connection; a missing driver or a refused login is a clear error."""
     try:
         import psycopg

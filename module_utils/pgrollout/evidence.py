@@ -47,7 +47,7 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
         "outcome": outcome(failure, dry_run),
         "dry_run": dry_run,
         "started_at": started_at,
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **context,
         "target": {
             "server_version": preflight.get("server_version"),

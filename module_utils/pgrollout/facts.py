@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import ledger, sqlfile
 
+if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
+    from psycopg import Connection, Cursor
 
-def server(cur) -> dict[str, Any]:
+
+def server(cur: Cursor) -> dict[str, Any]:
     cur.execute(
         "SELECT current_setting('server_version'), current_setting('server_version_num')::int, "
         "current_database(), current_user, pg_is_in_recovery(), "
@@ -21,7 +24,7 @@ def server(cur) -> dict[str, Any]:
             "superuser": bool(superuser), "has_auth_schema": has_auth, "database_size_bytes": size}
 
 
-def migrations(cur, migrations_dir: str | None) -> dict[str, Any]:
+def migrations(cur: Cursor, migrations_dir: str | None) -> dict[str, Any]:
     applied = ledger.read(cur)
     result: dict[str, Any] = {
         "applied": sorted(applied, key=int),
@@ -44,7 +47,7 @@ def migrations(cur, migrations_dir: str | None) -> dict[str, Any]:
     return result
 
 
-def rls(cur, schemas: list[str]) -> dict[str, bool]:
+def rls(cur: Cursor, schemas: list[str]) -> dict[str, bool]:
     cur.execute(
         "SELECT n.nspname || '.' || c.relname, c.relrowsecurity FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -54,7 +57,7 @@ def rls(cur, schemas: list[str]) -> dict[str, bool]:
     return dict(cur.fetchall())
 
 
-def sessions(cur, older_than: str) -> list[dict[str, Any]]:
+def sessions(cur: Cursor, older_than: str) -> list[dict[str, Any]]:
     """Other sessions in a transaction (or running a query) for longer than `older_than`."""
     cur.execute(
         "SELECT pid, application_name, usename, state, "
@@ -66,10 +69,10 @@ def sessions(cur, older_than: str) -> list[dict[str, Any]]:
         (older_than,),
     )
     keys = ("pid", "application_name", "user", "state", "seconds", "query")
-    return [dict(zip(keys, row)) for row in cur.fetchall()]
+    return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
 
-def gather(conn, migrations_dir: str | None, rls_schemas: list[str], long_running: str) -> dict[str, Any]:
+def gather(conn: Connection, migrations_dir: str | None, rls_schemas: list[str], long_running: str) -> dict[str, Any]:
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SET TRANSACTION READ ONLY")
         return {

@@ -8,7 +8,10 @@ checksum of what was applied; pgrollout.history keeps every apply and rollback.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
+    from psycopg import Cursor
 
 ENSURE_SQL = (
     "CREATE SCHEMA IF NOT EXISTS supabase_migrations",
@@ -49,17 +52,17 @@ class Applied:
     checksum: str | None  # None when applied by another tool (the Supabase CLI)
 
 
-def ensure(cur) -> None:
+def ensure(cur: Cursor) -> None:
     for sql in ENSURE_SQL:
         cur.execute(sql)
 
 
-def exists(cur) -> bool:
+def exists(cur: Cursor) -> bool:
     cur.execute("SELECT to_regclass('supabase_migrations.schema_migrations') IS NOT NULL")
     return bool(cur.fetchone()[0])
 
 
-def read(cur) -> dict[str, Applied]:
+def read(cur: Cursor) -> dict[str, Applied]:
     """Applied migrations by version; empty when the ledger does not exist yet."""
     if not exists(cur):
         return {}
@@ -75,7 +78,7 @@ def read(cur) -> dict[str, Applied]:
     return {row[0]: Applied(*row) for row in cur.fetchall()}
 
 
-def record(cur, *, version: str, name: str, statements: list[str], checksum: str,
+def record(cur: Cursor, *, version: str, name: str, statements: list[str], checksum: str,
            direction: str, duration_ms: int, run_id: str | None) -> None:
     if direction == "up":
         cur.execute(
@@ -98,7 +101,7 @@ def record(cur, *, version: str, name: str, statements: list[str], checksum: str
     )
 
 
-def lock_holder(cur) -> dict[str, Any] | None:
+def lock_holder(cur: Cursor) -> dict[str, Any] | None:
     """The session holding the pgrollout advisory lock, if any."""
     cur.execute(
         "SELECT a.pid, a.application_name, a.usename, a.client_addr::text, a.backend_start::text "
@@ -111,4 +114,4 @@ def lock_holder(cur) -> dict[str, Any] | None:
     if row is None:
         return None
     keys = ("pid", "application_name", "user", "client_addr", "backend_start")
-    return dict(zip(keys, row))
+    return dict(zip(keys, row, strict=True))

@@ -7,12 +7,14 @@ same transaction and rolls it back, reporting the locks and schema change.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import checks as checks_mod
 from . import ledger, schema
 from .sqlfile import MigrationFile, Statement, position_to_line
 
+if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
+    from psycopg import Connection, Cursor
 
 # Table lock modes, weakest first (PostgreSQL docs, "Table-Level Locks").
 LOCK_STRENGTH = ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
@@ -71,7 +73,7 @@ def _statement_error(mf: MigrationFile, stmt: Statement, exc: Exception) -> Migr
     return MigrationError(message, details)
 
 
-def _take_rollout_lock(cur) -> None:
+def _take_rollout_lock(cur: Cursor) -> None:
     cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (ledger.ADVISORY_LOCK_KEY,))
     if not cur.fetchone()[0]:
         holder = ledger.lock_holder(cur) or {}
@@ -103,7 +105,7 @@ def _already_done(mf: MigrationFile, direction: str, applied: dict[str, ledger.A
         "" if entry.checksum else " (recorded by another tool, checksum unknown)")
 
 
-def apply(conn, mf: MigrationFile, *, direction: str = "up", check_mode: bool = False,
+def apply(conn: Connection, mf: MigrationFile, *, direction: str = "up", check_mode: bool = False,
           lock_timeout: str = "5s", statement_timeout: str = "5min",
           run_id: str | None = None, forward_checksum: str | None = None,
           checks: list[dict[str, Any]] | None = None) -> dict[str, Any]:

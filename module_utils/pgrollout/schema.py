@@ -1,7 +1,10 @@
 """Schema snapshots: what a migration adds, changes or drops, and proof that nothing changed."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
+    from psycopg import Cursor
 
 # Everything but the system schemas and the ledger, whose rows change on every apply.
 _SCHEMA_FILTER = (
@@ -38,7 +41,7 @@ _QUERIES: dict[str, str] = {
 }
 
 
-def snapshot(cur) -> dict[str, dict[str, str]]:
+def snapshot(cur: Cursor) -> dict[str, dict[str, str]]:
     """Object name -> definition, per kind, for every user schema."""
     result: dict[str, dict[str, str]] = {}
     for kind, sql in _QUERIES.items():

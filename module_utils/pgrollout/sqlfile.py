@@ -54,7 +54,7 @@ def parse_filename(path: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def _kind(node) -> str:
+def _kind(node: object) -> str:
     """Parser node name; prefixed with '!' when the statement cannot run inside a transaction."""
     name = type(node).__name__
     if name in ("VacuumStmt", "AlterSystemStmt", "CreatedbStmt", "DropdbStmt",
@@ -84,7 +84,7 @@ def split_statements(text: str, path: str = "<sql>") -> list[Statement]:
         raise MigrationFileError(f"{path}:{line}: {exc.args[0]}") from exc
     return [
         Statement(number=i, line=text.count("\n", 0, sl.start) + 1, text=text[sl], kind=_kind(raw.stmt))
-        for i, (sl, raw) in enumerate(zip(slices, nodes), start=1)
+        for i, (sl, raw) in enumerate(zip(slices, nodes, strict=True), start=1)
     ]
 
 

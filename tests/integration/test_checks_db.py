@@ -36,7 +36,8 @@ def test_checks_run_as_a_role_with_claims_and_params(db):
     spec = [
         {"name": "uid", "sql": "SELECT auth.uid()::text, current_user", "role": "authenticated",
          "claims": {"sub": ALICE, "role": "authenticated"}, "expect": {"rows": [[ALICE, "authenticated"]]}},
-        {"name": "back to postgres", "sql": "SELECT current_user, auth.uid()", "expect": {"rows": [["postgres", None]]}},
+        {"name": "back to postgres", "sql": "SELECT current_user, auth.uid()",
+         "expect": {"rows": [["postgres", None]]}},
         {"name": "params", "sql": "SELECT count(*) FROM kb_patterns WHERE pattern_type = %(t)s",
          "params": {"t": "reversal"}, "expect": {"rows": [[2]]}},
     ]

@@ -9,9 +9,10 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+
 from conftest import MIGRATION_003, REPO, ROLLBACK_003, query
-from plan import verification_queries
 from pgrollout import checks, connection, migrate, schema, sqlfile
+from plan import verification_queries
 
 SPEC_003 = REPO / "verification" / "003_bot_registration_sharing.yml"
 SPEC_ROLLBACK = REPO / "verification" / "003_bot_registration_sharing_rollback.yml"

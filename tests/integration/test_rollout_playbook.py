@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 
 import yaml
+
 from conftest import MIGRATION_003, REPO, query
 from pgrollout import connection, schema
 

@@ -6,6 +6,7 @@ import decimal
 import uuid
 
 import pytest
+
 from pgrollout import checks
 
 

@@ -1,0 +1,44 @@
+# Two commands on a fresh machine:
+#   make rollout   venv + local dev Postgres + the dev rollout, verified
+#   make test      linters + the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+
+.PHONY: rollout dry-run test lint venv db-start db-stop db-reset db-status
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pgrollout needs Python >= 3.11 (ansible-core 2.19): set PYTHON=")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+db-start: venv
+	$(BIN)/python scripts/localpg.py start
+
+db-stop: venv
+	$(BIN)/python scripts/localpg.py stop
+
+db-reset: venv
+	$(BIN)/python scripts/localpg.py reset
+
+db-status: venv
+	$(BIN)/python scripts/localpg.py status
+
+rollout: db-start
+	$(BIN)/ansible-playbook rollout.yml -i inventories/dev
+
+dry-run: db-start
+	$(BIN)/ansible-playbook rollout.yml -i inventories/dev --check --diff
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --offline
+
+test: lint
+	$(BIN)/pytest
