@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import REPO
 
 MODULES = sorted(p.stem for p in (REPO / "library").glob("*.py"))
