@@ -13,8 +13,11 @@ description:
     rolls everything back and the error names the file, statement, line and SQLSTATE.
   - An already applied file with the same checksum reports C(changed=false);
     an applied file whose checksum changed fails with both checksums.
-  - Statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY,
-    VACUUM, ...) are refused before anything runs.
+  - "Statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY,
+    VACUUM, ...) are refused before anything runs, unless the file's first line
+    is C(-- pgrollout: no-transaction); such a file runs statement by statement
+    with the same timeouts, recording each, and a failed run resumes after the
+    last statement that succeeded. It cannot be dry-run."
   - Takes a transaction-level advisory lock, so two pgrollout runs never apply
     to one database at once; the second fails naming the holder.
 version_added: "0.1.0"
@@ -32,9 +35,36 @@ options:
     description: With O(direction=down), the forward file whose checksum the history records.
     type: path
   lock_timeout:
-    description: PostgreSQL lock_timeout for the migration's transaction.
+    description:
+      - Longest time the migration may wait for its locks. Every lock it needs
+        on existing tables (found by parsing the file) is taken up front in one
+        statement bounded by this, so queries queued behind the migration wait
+        at most about this long per attempt.
     type: str
     default: 5s
+  retries:
+    description: Attempts after the first when the locks could not be taken in time (SQLSTATE 55P03).
+    type: int
+    default: 5
+  retry_delay:
+    description: Seconds before the first retry; doubles per attempt (half of it random jitter).
+    type: float
+    default: 1.0
+  retry_max_delay:
+    description: Upper bound of the delay between attempts, in seconds.
+    type: float
+    default: 30.0
+  lock_wait:
+    description: Seconds to wait for another pgrollout run on the same database to finish before failing.
+    type: float
+    default: 0
+  accept_drift:
+    description:
+      - Versions whose applied file may differ from the applied record, each with
+        the reason. The edit is accepted (recorded in pgrollout.history with the
+        reason), not re-applied.
+    type: dict
+    default: {}
   statement_timeout:
     description: PostgreSQL statement_timeout for each statement.
     type: str
@@ -94,6 +124,17 @@ schema_changes:
   returned: changed
   type: dict
 dry_run: {description: True when the transaction was rolled back (check mode)., returned: always, type: bool}
+attempts:
+  description:
+    - Each attempt, with outcome (done or lock_timeout), elapsed_ms, and for a
+      lock timeout the blocking sessions (pid, application_name, state,
+      query_start, transaction_seconds, locks) and retry_in_ms.
+  returned: always
+  type: list
+transactional:
+  description: "False for a file marked C(-- pgrollout: no-transaction), applied statement by statement."
+  returned: when false
+  type: bool
 checks_summary:
   description: With O(checks), one line per check run inside the transaction.
   returned: when checks were given
@@ -107,7 +148,8 @@ error:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgrollout.checks import SpecError, validate
 from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible.module_utils.pgrollout.migrate import MigrationError, apply
+from ansible.module_utils.pgrollout.migrate import MigrationError, Options, apply
+from ansible.module_utils.pgrollout.retry import RetryPolicy
 from ansible.module_utils.pgrollout.sqlfile import MigrationFileError, load
 
 
@@ -118,6 +160,11 @@ def main() -> None:
         direction={"type": "str", "choices": ["up", "down"], "default": "up"},
         forward_path={"type": "path"},
         lock_timeout={"type": "str", "default": "5s"},
+        retries={"type": "int", "default": 5},
+        retry_delay={"type": "float", "default": 1.0},
+        retry_max_delay={"type": "float", "default": 30.0},
+        lock_wait={"type": "float", "default": 0},
+        accept_drift={"type": "dict", "default": {}},
         statement_timeout={"type": "str", "default": "5min"},
         run_id={"type": "str"},
         checks={"type": "list", "elements": "dict"},
@@ -127,13 +174,16 @@ def main() -> None:
     try:
         migration = load(p["path"])
         forward = load(p["forward_path"]).checksum if p["forward_path"] else None
-        checks = validate(p["checks"]) if p["checks"] else None
+        options = Options(
+            lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
+            retry=RetryPolicy(retries=p["retries"], delay=p["retry_delay"], max_delay=p["retry_max_delay"]),
+            lock_wait=p["lock_wait"], check_mode=module.check_mode, run_id=p["run_id"],
+            accept_drift={str(k): str(v) for k, v in p["accept_drift"].items()},
+            checks=validate(p["checks"]) if p["checks"] else None)
         with connect(p) as conn:
-            result = apply(conn, migration, direction=p["direction"], check_mode=module.check_mode,
-                           lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
-                           run_id=p["run_id"], forward_checksum=forward, checks=checks)
+            result = apply(conn, migration, options, direction=p["direction"], forward_checksum=forward)
     except MigrationError as exc:
-        module.fail_json(msg=str(exc), error=exc.details)
+        module.fail_json(msg=str(exc), error=exc.details, attempts=exc.details.get("attempts", []))
     except (RuntimeError, MigrationFileError, SpecError) as exc:
         module.fail_json(msg=str(exc))
     diff = result.pop("diff", None)

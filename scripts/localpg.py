@@ -148,7 +148,7 @@ def prepare_database(params: dict, upto: str | None = "002", seed: bool = True) 
             mf = sqlfile.load(path)
             if upto is not None and int(mf.version) > int(upto):
                 break
-            migrate.apply(conn, mf, run_id="baseline")
+            migrate.apply(conn, mf, migrate.Options(run_id="baseline"))
     if seed:
         run_sql_file(params, REPO / "supabase" / "seed.sql")
 

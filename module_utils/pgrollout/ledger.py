@@ -33,12 +33,20 @@ ENSURE_SQL = (
         id bigserial PRIMARY KEY,
         version text NOT NULL,
         name text NOT NULL,
-        direction text NOT NULL CHECK (direction IN ('up', 'down')),
+        direction text NOT NULL CHECK (direction IN ('up', 'down', 'drift_accepted')),
         checksum text NOT NULL,
         at timestamptz NOT NULL DEFAULT now(),
         by text NOT NULL DEFAULT current_user,
         duration_ms integer NOT NULL,
-        run_id text)""",
+        run_id text,
+        note text)""",
+    # Progress of a non-transactional migration, so a failed run resumes after its last step.
+    """CREATE TABLE IF NOT EXISTS pgrollout.steps (
+        version text NOT NULL,
+        checksum text NOT NULL,
+        statement_number integer NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (version, statement_number))""",
 )
 
 # One key for every pgrollout run on a database: rollouts and rollbacks exclude each other.
@@ -79,7 +87,7 @@ def read(cur: Cursor) -> dict[str, Applied]:
 
 
 def record(cur: Cursor, *, version: str, name: str, statements: list[str], checksum: str,
-           direction: str, duration_ms: int, run_id: str | None) -> None:
+           direction: str, duration_ms: int, run_id: str | None, note: str | None = None) -> None:
     if direction == "up":
         cur.execute(
             "INSERT INTO supabase_migrations.schema_migrations (version, statements, name) "
@@ -91,14 +99,34 @@ def record(cur: Cursor, *, version: str, name: str, statements: list[str], check
             "VALUES (%s, %s, %s, %s, %s)",
             (version, name, checksum, duration_ms, run_id),
         )
-    else:
+    elif direction == "down":
         cur.execute("DELETE FROM supabase_migrations.schema_migrations WHERE version = %s", (version,))
         cur.execute("DELETE FROM pgrollout.migrations WHERE version = %s", (version,))
+    else:  # drift_accepted: the edited file becomes the applied record
+        cur.execute("UPDATE pgrollout.migrations SET checksum = %s WHERE version = %s", (checksum, version))
     cur.execute(
-        "INSERT INTO pgrollout.history (version, name, direction, checksum, duration_ms, run_id) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        (version, name, direction, checksum, duration_ms, run_id),
+        "INSERT INTO pgrollout.history (version, name, direction, checksum, duration_ms, run_id, note) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (version, name, direction, checksum, duration_ms, run_id, note),
     )
+
+
+def steps_done(cur: Cursor, version: str) -> dict[int, str]:
+    """Statement number -> checksum of the steps of a non-transactional migration already run."""
+    cur.execute("SELECT to_regclass('pgrollout.steps') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return {}
+    cur.execute("SELECT statement_number, checksum FROM pgrollout.steps WHERE version = %s", (version,))
+    return dict(cur.fetchall())
+
+
+def record_step(cur: Cursor, version: str, checksum: str, number: int) -> None:
+    cur.execute("INSERT INTO pgrollout.steps (version, checksum, statement_number) VALUES (%s, %s, %s)",
+                (version, checksum, number))
+
+
+def clear_steps(cur: Cursor, version: str) -> None:
+    cur.execute("DELETE FROM pgrollout.steps WHERE version = %s", (version,))
 
 
 def lock_holder(cur: Cursor) -> dict[str, Any] | None:

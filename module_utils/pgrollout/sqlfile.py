@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 # The Supabase CLI reads version and name from the file name the same way.
 FILENAME_RE = re.compile(r"^([0-9]+)_(.*)\.sql$")
+# First line of a file whose statements run one by one, outside a transaction.
+NO_TRANSACTION_MARKER = "-- pgrollout: no-transaction"
 
 
 class MigrationFileError(Exception):
@@ -33,6 +35,10 @@ class MigrationFile:
 
     def non_transactional(self) -> list[Statement]:
         return [s for s in self.statements if s.kind.startswith("!")]
+
+    @property
+    def transactional(self) -> bool:
+        return self.text.split("\n", 1)[0].strip() != NO_TRANSACTION_MARKER
 
 
 def normalise(text: str) -> str:

@@ -22,7 +22,7 @@ NEW = ["bot_api_keys", "bots", "validation_run_shares", "validation_runs"]
 
 def apply(params, path=MIGRATION_003, **kwargs):
     with connection.connect(params) as conn:
-        return migrate.apply(conn, sqlfile.load(str(path)), **kwargs)
+        return migrate.apply(conn, sqlfile.load(str(path)), migrate.Options(**kwargs))
 
 
 def rollback(params):
