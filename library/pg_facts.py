@@ -8,8 +8,10 @@ short_description: Read-only facts about a PostgreSQL database before a rollout
 description:
   - Connects, and reports the server version, whether it is a replica, the
     applied migrations (Supabase ledger plus pgrollout checksums), the pending,
-    drifted and missing migration files, row-level security per table, and
-    sessions that have been in a transaction for long.
+    drifted and missing migration files, row-level security per table,
+    sessions that have been in a transaction for long, the sessions holding
+    locks on the tables the pending migrations will lock, and whether a
+    transaction-mode pooler sits in front of the server.
   - Runs in one READ ONLY transaction; never changes anything.
 version_added: "0.1.0"
 options:
@@ -25,6 +27,11 @@ options:
     description: Report other sessions whose transaction or query is older than this interval.
     type: str
     default: 5 minutes
+  accept_drift:
+    description: Versions whose edited applied file is accepted; listed under drift_accepted, not drifted.
+    type: list
+    elements: str
+    default: []
 extends_documentation_fragment: [pgrollout]
 attributes:
   check_mode:
@@ -52,15 +59,27 @@ facts:
     server_major: {description: Major version., type: int}
     in_recovery: {description: True on a read replica (nothing can be applied)., type: bool}
     migrations:
-      description: applied, pending (file names), pending_paths, drifted, missing_files, files.
+      description: applied, pending (file names), pending_paths, drifted, drift_accepted, out_of_order, missing_files, files.
       type: dict
     rls: {description: Table name to row-level security on/off., type: dict}
     long_running_sessions: {description: Other sessions in long transactions., type: list}
+    locks:
+      description:
+        - tables, the existing tables the pending migrations will lock (with the mode);
+          holders, other sessions holding any lock on them (pid, application_name,
+          state, query_start, transaction_seconds, locks).
+      type: dict
+    pooler:
+      description:
+        - suspected, true when a transaction- or statement-mode pooler (PgBouncer,
+          Supavisor) serves the connection, with the reason. Advisory locks and
+          session settings do not work through one.
+      type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible.module_utils.pgrollout.facts import gather
+from ansible.module_utils.pgrollout.facts import gather, pooler
 from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
 
 
@@ -70,12 +89,14 @@ def main() -> None:
         migrations_dir={"type": "path"},
         rls_schemas={"type": "list", "elements": "str", "default": ["public"]},
         long_running={"type": "str", "default": "5 minutes"},
+        accept_drift={"type": "list", "elements": "str", "default": []},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     try:
         with connect(module.params) as conn:
             facts = gather(conn, module.params["migrations_dir"], module.params["rls_schemas"],
-                           module.params["long_running"])
+                           module.params["long_running"], module.params["accept_drift"])
+        facts["pooler"] = pooler(module.params)
     except (RuntimeError, MigrationFileError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, facts=facts)

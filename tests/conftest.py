@@ -78,6 +78,11 @@ def query(params: dict[str, Any], sql: str, args: Any = None) -> list[tuple]:
         return conn.execute(sql, args).fetchall()
 
 
+def execute(params: dict[str, Any], sql: str) -> None:
+    with connection.connect(params, autocommit=True) as conn:
+        conn.execute(sql)
+
+
 class Playbook:
     """Runs a playbook of this repository against one test database, as the dev environment."""
 

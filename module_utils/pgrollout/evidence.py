@@ -15,7 +15,8 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 MIGRATION_FIELDS = ("version", "name", "path", "checksum", "changed", "statements", "duration_ms",
-                    "locks", "schema_changes", "msg", "error", "checks_summary", "dry_run")
+                    "locks", "attempts", "schema_changes", "msg", "error", "checks_summary", "dry_run",
+                    "transactional", "dry_runnable", "drift_accepted")
 BACKUP_FIELDS = ("path", "manifest", "sha256", "size_bytes", "database_size_bytes", "validated", "msg")
 CHECK_FIELDS = ("name", "severity", "status", "expected", "actual", "error")
 

@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
 # Table lock modes, weakest first (PostgreSQL docs, "Table-Level Locks").
 LOCK_STRENGTH = ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
                  "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+# In a lock plan, a dropped table: ACCESS EXCLUSIVE on it and on every table a
+# foreign key links it with (dropping the key locks both ends).
+DROP = "DropTable"
+PLAN_STRENGTH = (*LOCK_STRENGTH, DROP)
 SQL_MODE = {"AccessExclusiveLock": "ACCESS EXCLUSIVE", "ShareRowExclusiveLock": "SHARE ROW EXCLUSIVE",
             "ShareLock": "SHARE"}
 # SQLSTATEs that mean "could not get a lock in time": retry later.
@@ -27,7 +31,7 @@ LOCK_TIMEOUT_STATES = ("55P03",)
 
 
 def stronger(a: str | None, b: str) -> str:
-    return b if a is None or LOCK_STRENGTH.index(b) > LOCK_STRENGTH.index(a) else a
+    return b if a is None or PLAN_STRENGTH.index(b) > PLAN_STRENGTH.index(a) else a
 
 
 def strongest_locks(rows: list[tuple[str, str]]) -> list[dict[str, str]]:
@@ -73,7 +77,7 @@ def statement_locks(node: Any) -> list[tuple[str, str]]:
     if kind == "DropStmt" and node.removeType == ObjectType.OBJECT_POLICY:
         return [(".".join(s.sval for s in obj[:-1]), "AccessExclusiveLock") for obj in node.objects]
     if kind == "DropStmt" and node.removeType == ObjectType.OBJECT_TABLE:
-        return [(".".join(s.sval for s in obj), "AccessExclusiveLock") for obj in node.objects]
+        return [(".".join(s.sval for s in obj), DROP) for obj in node.objects]
     return []
 
 
@@ -100,21 +104,22 @@ dropped_fk AS (
   SELECT CASE WHEN c.conrelid = e.oid THEN c.confrelid ELSE c.conrelid END AS oid,
          'AccessExclusiveLock' AS mode
   FROM existing e JOIN pg_constraint c ON c.contype = 'f' AND e.oid IN (c.conrelid, c.confrelid)
-  WHERE e.mode = 'AccessExclusiveLock' AND %s
+  WHERE e.mode = 'DropTable'
 )
-SELECT quote_ident(n.nspname) || '.' || quote_ident(r.relname), n.nspname || '.' || r.relname, a.mode
+SELECT quote_ident(n.nspname) || '.' || quote_ident(r.relname), n.nspname || '.' || r.relname,
+       CASE a.mode WHEN 'DropTable' THEN 'AccessExclusiveLock' ELSE a.mode END
 FROM (SELECT oid, mode FROM existing UNION SELECT oid, mode FROM dropped_fk) a
 JOIN pg_class r ON r.oid = a.oid JOIN pg_namespace n ON n.oid = r.relnamespace
 ORDER BY 2
 """
 
 
-def resolve(cur: Cursor, plan: dict[str, str], drops_tables: bool) -> list[tuple[str, str, str]]:
+def resolve(cur: Cursor, plan: dict[str, str]) -> list[tuple[str, str, str]]:
     """(quoted name, plain name, strongest mode) of the planned relations that exist now."""
     if not plan:
         return []
     names, modes = list(plan), [plan[n] for n in plan]
-    cur.execute(_RESOLVE_SQL, (names, modes, drops_tables))
+    cur.execute(_RESOLVE_SQL, (names, modes))
     best: dict[tuple[str, str], str] = {}
     for quoted, plain, mode in cur.fetchall():
         best[(quoted, plain)] = stronger(best.get((quoted, plain)), mode)

@@ -46,16 +46,26 @@ class _DryRunDone(Exception):
     """Raised inside the transaction to roll back a check-mode run."""
 
 
-LOCKS_SQL = """
-SELECT n.nspname || '.' || c.relname AS relation, l.mode
-FROM pg_locks l
-JOIN pg_class c ON c.oid = l.relation
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
-  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'supabase_migrations', 'pgrollout')
-ORDER BY 1, 2
+# Tables by OID, so the locks on a table the migration dropped can still be named.
+TABLES_SQL = """
+SELECT c.oid::bigint, n.nspname || '.' || c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'supabase_migrations', 'pgrollout')
 """
+HELD_SQL = """
+SELECT relation::bigint, mode FROM pg_locks
+WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted AND database = (
+  SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
+def held_locks(cur: Cursor, names_before: dict[int, str]) -> list[dict[str, str]]:
+    """Strongest lock per user table this transaction holds, dropped tables included."""
+    cur.execute(TABLES_SQL)
+    names = {**names_before, **dict(cur.fetchall())}
+    cur.execute(HELD_SQL)
+    return strongest_locks([(names[oid], mode) for oid, mode in cur.fetchall() if oid in names])
 
 
 def statement_error(mf: MigrationFile, stmt: Statement, exc: Exception, applied_note: str) -> MigrationError:
@@ -118,7 +128,7 @@ def _run_statements(conn: Connection, cur: Cursor, mf: MigrationFile, opts: Opti
                     plan: dict[str, str]) -> tuple[dict[str, Any], Any]:
     import psycopg
 
-    resolved = locks.resolve(cur, plan, drops_tables=any(s.kind == "DropStmt" for s in mf.statements))
+    resolved = locks.resolve(cur, plan)
     try:
         with conn.transaction():
             locks.take_all(cur, resolved, opts.lock_timeout)
@@ -127,6 +137,8 @@ def _run_statements(conn: Connection, cur: Cursor, mf: MigrationFile, opts: Opti
     except psycopg.errors.QueryCanceled as exc:  # statement_timeout of the combined LOCK
         raise _lock_failure(exc, resolved, opts.lock_timeout) from exc
     before = schema.snapshot(cur)
+    cur.execute(TABLES_SQL)
+    names_before = dict(cur.fetchall())
     started = time.monotonic()
     for stmt in mf.statements:
         try:
@@ -137,8 +149,7 @@ def _run_statements(conn: Connection, cur: Cursor, mf: MigrationFile, opts: Opti
                 raise retry.LockTimeout(error, {"sqlstate": exc.sqlstate, "statement_number": stmt.number}) from exc
             raise error from exc
     duration_ms = int((time.monotonic() - started) * 1000)
-    cur.execute(LOCKS_SQL)
-    return {"duration_ms": duration_ms, "locks": strongest_locks(cur.fetchall())}, before
+    return {"duration_ms": duration_ms, "locks": held_locks(cur, names_before)}, before
 
 
 def _attempt(conn: Connection, mf: MigrationFile, opts: Options, direction: str,
@@ -206,7 +217,7 @@ def _verify_in_transaction(conn: Connection, mf: MigrationFile, checks: list[dic
 def blockers_report(conn: Connection, plan: dict[str, str]) -> list[dict[str, Any]]:
     """Sessions holding locks on the planned tables, read in a transaction of its own."""
     with conn.transaction(), conn.cursor() as cur:
-        resolved = locks.resolve(cur, plan, drops_tables=True)
+        resolved = locks.resolve(cur, plan)
         return locks.holders(cur, [plain for _, plain, _ in resolved])
 
 

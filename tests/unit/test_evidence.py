@@ -1,7 +1,7 @@
-"""Pure logic of evidence records and lock reporting."""
+"""Pure logic of evidence records."""
 from __future__ import annotations
 
-from pgrollout import evidence, migrate
+from pgrollout import evidence
 
 
 def test_redact_removes_secrets_and_url_passwords():
@@ -37,12 +37,3 @@ def test_outcome():
     assert evidence.outcome({"task": "t"}, dry_run=True) == "failed"
     assert evidence.outcome(None, dry_run=True) == "dry_run"
     assert evidence.outcome(None, dry_run=False) == "succeeded"
-
-
-def test_strongest_lock_per_relation():
-    rows = [("public.a", "AccessShareLock"), ("public.a", "AccessExclusiveLock"),
-            ("public.a", "ShareLock"), ("auth.users", "AccessShareLock"),
-            ("auth.users", "ShareRowExclusiveLock")]
-    assert migrate.strongest_locks(rows) == [
-        {"relation": "auth.users", "mode": "ShareRowExclusiveLock"},
-        {"relation": "public.a", "mode": "AccessExclusiveLock"}]
