@@ -59,7 +59,9 @@ facts:
     server_major: {description: Major version., type: int}
     in_recovery: {description: True on a read replica (nothing can be applied)., type: bool}
     migrations:
-      description: applied, pending (file names), pending_paths, drifted, drift_accepted, out_of_order, missing_files, files.
+      description:
+        - applied, pending (file names), pending_paths, drifted, drift_accepted,
+          out_of_order, missing_files, files.
       type: dict
     rls: {description: Table name to row-level security on/off., type: dict}
     long_running_sessions: {description: Other sessions in long transactions., type: list}

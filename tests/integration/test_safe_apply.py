@@ -30,10 +30,10 @@ def not_applied(params) -> bool:
 def test_a_held_lock_fails_the_rollout_after_its_retries_and_readers_wait_about_lock_timeout(db):
     # Without the bound, readers queue behind the waiting migration for as long as
     # the blocker holds kb_patterns (here: the whole ~4 s the rollout tries).
-    with Blocker(db, "public.kb_patterns") as blocker, \
-            Readers(db, "SELECT count(*) FROM public.kb_patterns") as readers:
-        with pytest.raises(migrate.MigrationError) as info:
-            apply(db, lock_timeout="1s", retries=2)
+    with (Blocker(db, "public.kb_patterns") as blocker,
+          Readers(db, "SELECT count(*) FROM public.kb_patterns") as readers,
+          pytest.raises(migrate.MigrationError) as info):
+        apply(db, lock_timeout="1s", retries=2)
     error = info.value
     assert "Gave up after 3 attempt(s)" in str(error) and f"pid {blocker.pid} (test-blocker" in str(error)
     attempts = error.details["attempts"]
