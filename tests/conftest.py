@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,42 @@ def empty_db(cluster) -> dict[str, Any]:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture
+def pgbouncer(db) -> dict[str, Any]:
+    """Connection parameters of `db` through a real PgBouncer in transaction pooling mode."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        pytest.skip("pgbouncer is not installed (.ci/run installs it)")
+    workdir = Path(tempfile.mkdtemp(prefix="pgrollout-bouncer-"))
+    port = _free_port()
+    (workdir / "userlist.txt").write_text(f'"{db["login_user"]}" "{db["login_password"]}"\n')
+    (workdir / "pgbouncer.ini").write_text(
+        f"[databases]\n{db['login_db']} = host=127.0.0.1 port={db['login_port']} dbname={db['login_db']}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = scram-sha-256\nauth_file = {workdir}/userlist.txt\npool_mode = transaction\n"
+        f"logfile = {workdir}/pgbouncer.log\n")
+    command = [binary, str(workdir / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root
+        shutil.chown(workdir, "postgres")
+        for path in workdir.iterdir():
+            shutil.chown(path, "postgres")
+        command = ["runuser", "-u", "postgres", "--", *command]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"pgbouncer did not start: {(workdir / 'pgbouncer.log').read_text()}")
+        yield dict(db, login_port=port)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def query(params: dict[str, Any], sql: str, args: Any = None) -> list[tuple]:
     with connection.connect(params, autocommit=True) as conn:
         return conn.execute(sql, args).fetchall()
@@ -112,7 +150,8 @@ class Playbook:
 
     def evidence(self) -> list[dict[str, Any]]:
         folder = self.workdir / "evidence"
-        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+        paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns) if folder.exists() else []
+        return [json.loads(p.read_text()) for p in paths]
 
     def run(self, playbook: str = "rollout.yml", *args: str) -> subprocess.CompletedProcess:
         """Run it; the results land in proc.results (tests/callback_plugins/test_results.py)."""
