@@ -5,9 +5,8 @@ import shutil
 import time
 
 from conftest import REPO, query
-from sessions import Blocker
-
 from pgrollout import facts
+from sessions import Blocker
 
 
 def test_a_transaction_pooler_is_detected_and_a_direct_connection_is_not(db, pgbouncer):
