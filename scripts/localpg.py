@@ -16,6 +16,7 @@ import os
 import pwd
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,13 @@ OS_USER = os.environ.get("PGROLLOUT_PG_OS_USER", "postgres")
 
 class ClusterError(Exception):
     pass
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (disposable test and bench clusters)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def find_bindir() -> Path:

@@ -32,16 +32,10 @@ MIGRATION_003 = REPO / "supabase" / "migrations" / "003_bot_registration_sharing
 ROLLBACK_003 = REPO / "supabase" / "rollbacks" / "003_bot_registration_sharing_rollback.sql"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def cluster():
     base = Path(tempfile.mkdtemp(prefix="pgrollout-test-"))
-    pg = localpg.LocalCluster(base, _free_port(), fast=True)
+    pg = localpg.LocalCluster(base, localpg.free_port(), fast=True)
     try:
         pg.init()
         pg.start()
@@ -82,7 +76,7 @@ def pgbouncer(db) -> dict[str, Any]:
     if not os.path.exists(binary):
         pytest.skip("pgbouncer is not installed (.ci/run installs it)")
     workdir = Path(tempfile.mkdtemp(prefix="pgrollout-bouncer-"))
-    port = _free_port()
+    port = localpg.free_port()
     (workdir / "userlist.txt").write_text(f'"{db["login_user"]}" "{db["login_password"]}"\n')
     (workdir / "pgbouncer.ini").write_text(
         f"[databases]\n{db['login_db']} = host=127.0.0.1 port={db['login_port']} dbname={db['login_db']}\n"

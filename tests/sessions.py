@@ -47,8 +47,8 @@ class Blocker:
 class Readers:
     """Threads that run a short query on a table in a loop and record how long each took."""
 
-    def __init__(self, params: dict[str, Any], sql: str, count: int = 2, write: bool = False):
-        self.params, self.sql, self.write = params, sql, write
+    def __init__(self, params: dict[str, Any], sql: str, count: int = 2):
+        self.params, self.sql = params, sql
         self.stop = threading.Event()
         self.latencies: list[float] = []
         self.errors: list[str] = []
