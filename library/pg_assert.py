@@ -59,7 +59,10 @@ summary:
   returned: always
   type: list
 passed: {description: Number of checks that passed., returned: always, type: int}
-failed: {description: Number of checks that did not pass., returned: always, type: int}
+not_passed:
+  description: Number of checks that did not pass (failed, error, or a warning).
+  returned: always
+  type: int
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -84,12 +87,12 @@ def main() -> None:
     summary = table(results)
     outcome = dict(changed=False, results=results, summary=summary,
                    passed=sum(r["status"] == "passed" for r in results),
-                   failed=sum(r["status"] != "passed" for r in results))
+                   not_passed=sum(r["status"] != "passed" for r in results))
     if failed:
         names = ", ".join(r["name"] for r in failed)
         module.fail_json(msg=f"{len(failed)} of {len(results)} checks failed: {names}", **outcome)
-    module.exit_json(msg=f"all {len(results)} checks passed" if not outcome["failed"]
-                     else f"{outcome['failed']} warning(s)", **outcome)
+    module.exit_json(msg=f"all {len(results)} checks passed" if not outcome["not_passed"]
+                     else f"{outcome['not_passed']} warning(s)", **outcome)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ options:
   started_at: {description: ISO 8601 start time., type: str, required: true}
   dry_run: {description: The run was a check-mode dry run; the files are suffixed -dryrun., type: bool, default: false}
   steps:
-    description: Registered results by step (preflight, backup, migrate, verify, verify_spec).
+    description:
+      - Registered results by step (preflight, backup, migrate, verify, verify_spec, audit),
+        and acknowledged_warnings (names).
     type: dict
     default: {}
   failure: {description: The failed task and its message., type: dict}

@@ -5,23 +5,28 @@ A check is SQL plus one expectation:
   count:    the number of rows
   jmespath: an expression over the rows (a list of objects keyed by column name)
             that must evaluate to true
+  sqlstate: the SQL must fail with this SQLSTATE (e.g. 42501: RLS refused a write)
 Each check runs in its own savepoint that is always rolled back, inside one
-READ ONLY transaction, so a check can neither change the database nor leak its
-role or settings into the next one.
+transaction that is rolled back too, so a check can neither change the
+database nor leak its role or settings into the next one. The transaction is
+READ ONLY unless a check has `setup`: SQL run as the connecting user before the
+role switch, to create the rows a behaviour check needs (rolled back with it).
 """
 from __future__ import annotations
 
 import datetime
 import decimal
 import json
+import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection
 
-CHECK_KEYS = {"name", "sql", "params", "expect", "severity", "role", "claims", "description"}
-EXPECT_KEYS = {"rows", "count", "jmespath", "ordered"}
+CHECK_KEYS = {"name", "sql", "params", "expect", "severity", "role", "claims", "description", "setup"}
+EXPECT_KEYS = {"rows", "count", "jmespath", "sqlstate", "ordered"}
+EXPECT_KINDS = ("rows", "count", "jmespath", "sqlstate")
 SEVERITIES = ("fail", "warn")
 ROLES = ("anon", "authenticated", "service_role")
 
@@ -59,9 +64,13 @@ def validate(checks: Any) -> list[dict[str, Any]]:
         expect = check["expect"]
         if not isinstance(expect, dict) or set(expect) - EXPECT_KEYS:
             raise _check_error(index, check, f"'expect' takes only {sorted(EXPECT_KEYS)}")
-        kinds = [k for k in ("rows", "count", "jmespath") if k in expect]
+        kinds = [k for k in EXPECT_KINDS if k in expect]
         if len(kinds) != 1:
-            raise _check_error(index, check, "'expect' needs exactly one of rows, count, jmespath")
+            raise _check_error(index, check, f"'expect' needs exactly one of {', '.join(EXPECT_KINDS)}")
+        if "sqlstate" in expect and not re.fullmatch(r"[0-9A-Z]{5}", str(expect["sqlstate"])):
+            raise _check_error(index, check, "'sqlstate' is a five-character SQLSTATE such as 42501")
+        if check.get("setup") is not None and not isinstance(check["setup"], str):
+            raise _check_error(index, check, "'setup' is SQL text")
         if "jmespath" in expect:
             try:
                 jmespath.compile(expect["jmespath"])
@@ -102,6 +111,8 @@ def evaluate(expect: dict[str, Any], columns: list[str], rows: list[list[Any]]) 
     """(passed, expected, actual) for one check's rows."""
     import jmespath
 
+    if "sqlstate" in expect:
+        return False, f"SQLSTATE {expect['sqlstate']}", rows
     if "count" in expect:
         return len(rows) == expect["count"], expect["count"], len(rows)
     if "rows" in expect:
@@ -115,17 +126,39 @@ def evaluate(expect: dict[str, Any], columns: list[str], rows: list[list[Any]]) 
     return value is True, f"{expect['jmespath']} is true", objects if value is not True else value
 
 
+class SetupFailed(Exception):
+    """A check's setup SQL failed: the check is reported as an error."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
 def _run_one(conn: Connection, check: dict[str, Any]) -> dict[str, Any]:
     import psycopg
 
     outcome: dict[str, Any] = {"name": check["name"], "severity": check["severity"]}
+    wanted_state = check["expect"].get("sqlstate")
     try:
         with conn.transaction() as savepoint, conn.cursor() as cur:
+            if check.get("setup"):
+                try:
+                    cur.execute(check["setup"], prepare=False)
+                except psycopg.Error as exc:
+                    raise SetupFailed(exc) from exc
             if check.get("claims") is not None:
                 cur.execute("SELECT set_config('request.jwt.claims', %s, true)", (json.dumps(check["claims"]),))
             if check.get("role"):
                 cur.execute(psycopg.sql.SQL("SET LOCAL ROLE {}").format(psycopg.sql.Identifier(check["role"])))
-            cur.execute(check["sql"], check["params"] or None, prepare=False)
+            try:
+                cur.execute(check["sql"], check["params"] or None, prepare=False)
+            except psycopg.Error as exc:
+                if wanted_state is None:
+                    raise
+                passed = exc.sqlstate == str(wanted_state)
+                outcome.update(status="passed" if passed else "failed", expected=f"SQLSTATE {wanted_state}",
+                               actual=f"SQLSTATE {exc.sqlstate}: {str(exc).strip()}")
+                raise psycopg.Rollback(savepoint) from None
             columns = [c.name for c in cur.description or []]
             rows = [[plain(v) for v in row] for row in cur.fetchall()] if cur.description else []
             try:
@@ -134,6 +167,9 @@ def _run_one(conn: Connection, check: dict[str, Any]) -> dict[str, Any]:
                 passed, expected, actual = False, check["expect"], f"cannot evaluate: {exc}"
             outcome.update(status="passed" if passed else "failed", expected=expected, actual=actual)
             raise psycopg.Rollback(savepoint)
+    except SetupFailed as exc:
+        outcome.update(status="error", expected=None, actual=None,
+                       error=f"setup failed: SQLSTATE {exc.error.sqlstate}: {str(exc.error).strip()}")
     except psycopg.Error as exc:
         outcome.update(status="error", expected=None, actual=None,
                        error=f"SQLSTATE {exc.sqlstate}: {str(exc).strip()}")
@@ -141,7 +177,10 @@ def _run_one(conn: Connection, check: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(conn: Connection, checks: list[dict[str, Any]], statement_timeout: str = "30s") -> list[dict[str, Any]]:
-    """Run validated checks in one READ ONLY transaction that is rolled back at the end."""
+    """Run validated checks in one transaction that is rolled back at the end.
+
+    READ ONLY unless a check has setup SQL to run.
+    """
     import psycopg
 
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -151,7 +190,8 @@ def run(conn: Connection, checks: list[dict[str, Any]], statement_timeout: str =
     results: list[dict[str, Any]] = []
     with conn.transaction() as outer:
         with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
+            if not any(check.get("setup") for check in checks):
+                cur.execute("SET TRANSACTION READ ONLY")
             cur.execute("SELECT set_config('statement_timeout', %s, true)", (statement_timeout,))
         results = [_run_one(conn, check) for check in checks]
         raise psycopg.Rollback(outer)

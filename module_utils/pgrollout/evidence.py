@@ -27,6 +27,13 @@ def _pick(result: dict[str, Any] | None, fields: tuple[str, ...]) -> dict[str, A
     return {k: result[k] for k in fields if k in result}
 
 
+def _checks(result: dict[str, Any] | None, spec: str | None) -> dict[str, Any] | None:
+    if not result or result.get("skipped"):
+        return None
+    return {"spec": spec, "passed": result.get("passed"), "failed": result.get("not_passed"),
+            "results": [_pick(r, CHECK_FIELDS) for r in result.get("results", [])]}
+
+
 def outcome(failure: dict[str, Any] | None, dry_run: bool) -> str:
     if failure:
         return "failed"
@@ -38,7 +45,6 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
                  context: dict[str, Any]) -> dict[str, Any]:
     preflight = (steps.get("preflight") or {}).get("facts") or {}
     migrate = steps.get("migrate") or {}
-    verify = steps.get("verify") or {}
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -60,12 +66,9 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
         "backup": _pick(steps.get("backup"), BACKUP_FIELDS),
         "migrations": [_pick(r, MIGRATION_FIELDS) for r in migrate.get("results", [])
                        if not r.get("skipped")],
-        "verification": None if not verify or verify.get("skipped") else {
-            "spec": steps.get("verify_spec"),
-            "passed": verify.get("passed"),
-            "failed": verify.get("failed"),
-            "results": [_pick(r, CHECK_FIELDS) for r in verify.get("results", [])],
-        },
+        "verification": _checks(steps.get("verify"), steps.get("verify_spec")),
+        "audit": _checks(steps.get("audit"), "verification/security_audit.yml"),
+        "acknowledged_warnings": steps.get("acknowledged_warnings") or [],
         "failure": failure,
     }
 
@@ -101,16 +104,30 @@ def markdown(record: dict[str, Any]) -> str:
     if not record["migrations"]:
         lines.append("- nothing to apply")
     lines.append("")
-    verification = record.get("verification")
-    if verification:
-        lines += [f"## Verification ({verification['spec']})", "", "| check | result |", "|---|---|"]
-        lines += [f"| {r['name']} | {r['status']}{' (warn)' if r['severity'] == 'warn' else ''} |"
-                  for r in verification["results"]]
-        lines.append("")
+    for title, key in (("Verification", "verification"), ("Security audit", "audit")):
+        if record.get(key):
+            lines += _checks_table(title, record[key])
+    if record.get("acknowledged_warnings"):
+        lines += ["## Acknowledged warnings", "", *[f"- {w}" for w in record["acknowledged_warnings"]], ""]
     if record.get("failure"):
         lines += ["## Failure", "", f"- task: {record['failure'].get('task')}",
                   f"- message: {record['failure'].get('msg')}", ""]
     return "\n".join(lines)
+
+
+def _checks_table(title: str, checks: dict[str, Any]) -> list[str]:
+    lines = [f"## {title} ({checks['spec']})", "", "| check | result | expected | actual |", "|---|---|---|---|"]
+    for r in checks["results"]:
+        status = r["status"] + (" (warn)" if r["severity"] == "warn" and r["status"] != "passed" else "")
+        shown = ("", "") if r["status"] == "passed" else (
+            json.dumps(r.get("expected"), default=str)[:80], json.dumps(r.get("actual") or r.get("error"),
+                                                                        default=str)[:80])
+        lines.append(f"| {r['name']} | {status} | {_cell(shown[0])} | {_cell(shown[1])} |")
+    return [*lines, ""]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def git_commit(repo_dir: str) -> str | None:

@@ -59,7 +59,7 @@ def test_spec_holds_the_plans_six_queries_verbatim():
     plan = verification_queries()
     assert len(plan) == 6
     spec_sql = [c["sql"].strip() for c in yaml.safe_load(SPEC_003.read_text())["checks"]]
-    assert spec_sql == plan
+    assert spec_sql[:6] == plan
 
 
 def test_plan_queries_return_the_plans_expected_results(db):
@@ -77,13 +77,15 @@ def test_plan_queries_return_the_plans_expected_results(db):
     assert {str(t) for _, t in check_constraints} == {"bots", "validation_runs", "validation_run_shares"}
     assert {str(t) for _, t, _ in fks} == {"bot_api_keys", "validation_runs", "validation_run_shares"}
     results = run_spec(db, SPEC_003)
-    assert [r["status"] for r in results.values()] == ["passed"] * 6
+    assert len(results) > 6 and [r["status"] for r in results.values()] == ["passed"] * len(results)
 
 
 def test_spec_fails_before_003_naming_each_check(db):
     results = run_spec(db, SPEC_003)
-    assert {n for n, r in results.items() if r["status"] == "failed"} == set(results)
+    assert [r["status"] for r in list(results.values())[:6]] == ["failed"] * 6
+    assert {n for n, r in results.items() if r["status"] == "passed"} == set()
     assert results["1. new tables exist"]["actual"] == []
+    assert "relation \"public.bots\" does not exist" in results["RLS: anon sees no row of the nine tables"]["error"]
 
 
 def test_apply_records_the_ledger_like_the_supabase_cli_and_is_idempotent(db):
@@ -150,7 +152,7 @@ def test_check_mode_runs_the_migration_and_leaves_the_schema_unchanged(db):
         assert locks[f"public.{table}"] == "AccessExclusiveLock"
     assert locks["auth.users"] == "ShareRowExclusiveLock"
     assert "public.bots.bots_select_own" in result["schema_changes"]["policies"]["added"]
-    assert [line.split()[0] for line in result["checks_summary"]] == ["PASS"] * 6
+    assert [line.split()[0] for line in result["checks_summary"]] == ["PASS"] * len(spec(SPEC_003))
     assert snapshot(db) == before and schema_dump(db) == dump_before
     assert query(db, "SELECT to_regclass('public.bots')") == [(None,)]
 

@@ -8,6 +8,8 @@ import yaml
 from conftest import MIGRATION_003, REPO, query
 from pgrollout import connection, schema
 
+SPEC_CHECKS = len(yaml.safe_load((REPO / "verification" / "003_bot_registration_sharing.yml").read_text())["checks"])
+
 
 def snapshot(params):
     with connection.connect(params) as conn, conn.cursor() as cur:
@@ -19,20 +21,21 @@ def test_rollout_applies_verifies_records_and_a_second_run_changes_nothing(playb
     assert first.returncode == 0, first.stdout[-3000:]
     assert playbook.stats(first)["changed"] >= 2  # backup and migration
     (verify,) = playbook.task_results(first, "Run the verification checks")
-    assert [r["status"] for r in verify["results"]] == ["passed"] * 6
+    assert [r["status"] for r in verify["results"]] == ["passed"] * SPEC_CHECKS
     (record,) = playbook.evidence()
     assert record["outcome"] == "succeeded" and record["environment"] == "dev"
     assert [m["version"] for m in record["migrations"]] == ["003"]
     assert record["migrations"][0]["checksum"] and record["migrations"][0]["locks"]
     assert len(record["backup"]["sha256"]) == 64
-    assert record["verification"]["passed"] == 6 and record["target"]["applied_before"] == ["001", "002"]
+    assert record["verification"]["passed"] == SPEC_CHECKS and record["audit"]["failed"] == 0
+    assert record["target"]["applied_before"] == ["001", "002"]
     assert query(db, "SELECT count(*) FROM supabase_migrations.schema_migrations")[0][0] == 3
 
     second = playbook.run()
     assert second.returncode == 0, second.stdout[-3000:]
     assert playbook.stats(second)["changed"] == 0
     (verify,) = playbook.task_results(second, "Run the verification checks")
-    assert verify["passed"] == 6
+    assert verify["passed"] == SPEC_CHECKS
     assert [r["outcome"] for r in playbook.evidence()] == ["succeeded", "succeeded"]
 
 

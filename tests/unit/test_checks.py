@@ -26,6 +26,9 @@ def check(**overrides):
     ([check(role="postgres")], "role is one of"),
     ([check(), check()], "check c: two checks share this name"),
     (["SELECT 1"], r"check #1: each check is a mapping"),
+    ([check(expect={"sqlstate": "425"})], "check c: 'sqlstate' is a five-character SQLSTATE"),
+    ([check(expect={"sqlstate": "42501", "count": 0})], "exactly one of rows, count, jmespath, sqlstate"),
+    ([check(setup=["INSERT"])], "check c: 'setup' is SQL text"),
 ])
 def test_bad_specs_are_refused_naming_the_check(bad, message):
     with pytest.raises(checks.SpecError, match=message):
