@@ -24,8 +24,9 @@ options:
   dry_run: {description: The run was a check-mode dry run; the files are suffixed -dryrun., type: bool, default: false}
   steps:
     description:
-      - Registered results by step (preflight, backup, migrate, verify, verify_spec, audit),
-        and acknowledged_warnings (names).
+      - Registered results by step (preflight, backup, backup_rehearsal, migrate, verify, verify_spec,
+        audit, rollback, restore), acknowledged_warnings (names), rollback_path (script or restore)
+        and rollback_script_failure.
     type: dict
     default: {}
   failure: {description: The failed task and its message., type: dict}

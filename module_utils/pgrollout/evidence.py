@@ -14,10 +14,13 @@ import subprocess
 from typing import Any
 
 SCHEMA_VERSION = 1
-MIGRATION_FIELDS = ("version", "name", "path", "checksum", "changed", "statements", "duration_ms",
+MIGRATION_FIELDS = ("version", "name", "path", "direction", "checksum", "changed", "statements", "duration_ms",
                     "locks", "attempts", "schema_changes", "msg", "error", "checks_summary", "dry_run",
                     "transactional", "dry_runnable", "drift_accepted")
-BACKUP_FIELDS = ("path", "manifest", "sha256", "size_bytes", "database_size_bytes", "validated", "msg")
+BACKUP_FIELDS = ("path", "manifest", "format", "sha256", "size_bytes", "database_size_bytes", "table_count",
+                 "validated", "removed", "msg")
+REHEARSAL_FIELDS = ("rehearsal", "msg")
+RESTORE_FIELDS = ("sha256", "drop_first", "tables", "msg")
 CHECK_FIELDS = ("name", "severity", "status", "expected", "actual", "error")
 
 
@@ -64,8 +67,12 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
             "long_running_sessions": preflight.get("long_running_sessions"),
         },
         "backup": _pick(steps.get("backup"), BACKUP_FIELDS),
-        "migrations": [_pick(r, MIGRATION_FIELDS) for r in migrate.get("results", [])
-                       if not r.get("skipped")],
+        "backup_rehearsal": _pick(steps.get("backup_rehearsal"), REHEARSAL_FIELDS),
+        "restore": _pick(steps.get("restore"), RESTORE_FIELDS),
+        "migrations": [_pick(r, MIGRATION_FIELDS) for r in [*migrate.get("results", []), steps.get("rollback")]
+                       if r and not r.get("skipped")],
+        "rollback": None if not steps.get("rollback_path") and not steps.get("rollback_script_failure") else {
+            "path_taken": steps.get("rollback_path"), "script_failure": steps.get("rollback_script_failure")},
         "verification": _checks(steps.get("verify"), steps.get("verify_spec")),
         "audit": _checks(steps.get("audit"), "verification/security_audit.yml"),
         "acknowledged_warnings": steps.get("acknowledged_warnings") or [],
@@ -95,6 +102,18 @@ def markdown(record: dict[str, Any]) -> str:
     backup = record.get("backup")
     lines += ["## Backup", "", f"- {backup.get('path')} sha256 {backup.get('sha256')}"
               if backup and backup.get("sha256") else f"- {(backup or {}).get('msg', 'none taken')}", ""]
+    rehearsal = (record.get("backup_rehearsal") or {}).get("rehearsal")
+    if rehearsal:
+        lines[-1:-1] = [f"- restore rehearsed: {rehearsal['tables']} tables, {rehearsal['rows']} rows, "
+                        f"{len(rehearsal['differences'])} differences"]
+    if record.get("rollback"):
+        rb, restore = record["rollback"], record.get("restore") or {}
+        lines += ["## Rollback", "", f"- path taken: {rb.get('path_taken') or 'none completed'}"]
+        if rb.get("script_failure"):
+            lines.append(f"- rollback script failed: {rb['script_failure']}")
+        if restore:
+            lines.append(f"- restored {restore.get('msg')}; dropped first: {len(restore.get('drop_first') or [])}")
+        lines.append("")
     lines += ["## Migrations", ""]
     for m in record["migrations"] or []:
         locks = ", ".join(f"{lk['relation']} {lk['mode']}" for lk in m.get("locks") or [])
@@ -150,3 +169,31 @@ def write(directory: str, record: dict[str, Any], secrets: list[str]) -> tuple[s
         with os.fdopen(fd, "w") as handle:
             handle.write(redact(text, secrets))
     return stem + ".json", stem + ".md"
+
+
+def find(directory: str, *, host: str | None = None, kind: str | None = None, outcome: str | None = None,
+         version: str | None = None, checksum: str | None = None) -> list[dict[str, Any]]:
+    """Records in `directory`, newest first, that match every filter given.
+
+    `version`/`checksum` match a record where that migration changed the
+    database (not a dry run, not an already-applied no-op).
+    """
+    records = []
+    for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(directory, name)) as handle:
+                record = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if (host and record.get("host") != host) or (kind and record.get("kind") != kind) \
+                or (outcome and record.get("outcome") != outcome):
+            continue
+        if version or checksum:
+            applied = [m for m in record.get("migrations") or [] if m and m.get("changed") and not m.get("dry_run")]
+            if not any((not version or m.get("version") == version)
+                       and (not checksum or m.get("checksum") == checksum) for m in applied):
+                continue
+        records.append(record)
+    return sorted(records, key=lambda r: (r.get("finished_at") or "", r.get("run_id") or ""), reverse=True)

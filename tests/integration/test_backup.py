@@ -72,10 +72,9 @@ def test_an_archive_without_its_manifest_is_not_trusted(db, tmp_path):
         backup.verify_archive(manifest["path"], db)
 
 
-def test_a_failed_dump_leaves_no_file(db, tmp_path):
-    bad = dict(db, login_db="no_such_database")
-    with pytest.raises(backup.BackupError, match='pg_dump failed.*"no_such_database" does not exist'):
-        take(bad, tmp_path)
+def test_a_failed_dump_fails_with_pg_dumps_message_and_leaves_no_file(db, tmp_path):
+    with pytest.raises(backup.BackupError, match="pg_dump failed.*no matching tables were found"):
+        backup.dump(db, str(tmp_path), "x", 15, opts=backup.DumpOptions(tables=["no_such_table"]))
     assert os.listdir(tmp_path) == []
 
 
