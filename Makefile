@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: rollout dry-run test lint venv db-start db-stop db-reset db-status bench-lock-safety
+.PHONY: rollout dry-run test lint venv db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pgrollout needs Python >= 3.11 (ansible-core 2.19): set PYTHON=")'
@@ -45,3 +45,6 @@ test: lint
 
 bench-lock-safety: venv
 	$(BIN)/python bench/lock_safety.py
+
+bench-backup-restore: venv
+	$(BIN)/python bench/backup_restore.py

@@ -14,6 +14,7 @@ of the archive exactly, whatever writes go on meanwhile.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -21,6 +22,8 @@ import os
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,23 +241,27 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
     final = os.path.join(dest_dir, archive_name(params["login_db"], label, opts.format))
     partial = os.path.join(dest_dir, "." + os.path.basename(final) + ".partial")
     started = datetime.datetime.now(datetime.UTC)
+    clock = _Phases()
     try:
         with connect(params) as conn, conn.cursor() as cur:
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             cur.execute("SELECT pg_export_snapshot()")
             snapshot = cur.fetchone()[0]
-            with client_environment(params) as env:
+            with clock("pg_dump"), client_environment(params) as env:
                 _run(_dump_command(pg_dump, partial, snapshot, opts), env, "pg_dump")
-            counts, estimates = table_rows(cur, opts.schemas, opts.tables)
+            with clock("row_counts"):
+                counts, estimates = table_rows(cur, opts.schemas, opts.tables)
             conn.rollback()
         if size_of(partial) == 0:
             raise BackupError("pg_dump wrote an empty archive")
-        validate_archive(partial, params, opts.bindir)
+        with clock("full_read"):
+            validate_archive(partial, params, opts.bindir)
         _lock_down(partial)
         os.replace(partial, final)
     finally:
         _remove(partial)
-    sha, files = checksums(final)
+    with clock("sha256"):
+        sha, files = checksums(final)
     manifest = {
         "path": final, "format": opts.format, "database": params["login_db"], "host": params["login_host"],
         "port": params["login_port"], "label": label, "scope": {"schemas": opts.schemas, "tables": opts.tables},
@@ -264,6 +271,7 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
         **({"files": files} if files is not None else {}),
         "table_count": len(counts), "row_counts": counts, "row_estimates": estimates,
         "validated": "full read with pg_restore" if opts.format != "plain" else "pg_dump's closing line present",
+        "seconds": clock.seconds,
     }
     manifest_path = final + ".manifest.json"
     fd = os.open(manifest_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -271,6 +279,21 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
         json.dump(manifest, handle, indent=2, sort_keys=True)
     removed = apply_retention(dest_dir, params["login_db"], opts.keep, keep_path=final)
     return {**manifest, "manifest": manifest_path, "removed": removed}
+
+
+class _Phases:
+    """Seconds spent per phase, for the manifest and the benchmark."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - started, 3)
 
 
 def _lock_down(path: str) -> None:
