@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import MIGRATION_003, execute, query
+from conftest import MIGRATION_003, REPO, execute, query
 from pgrollout import backup, connection, migrate, restore, schema, sqlfile
 from sessions import Blocker
 
@@ -181,3 +182,28 @@ def test_a_selective_restore_reloads_only_the_named_tables(db, tmp_path):
     restore.restore_target(db, manifest["path"], tables=["public.kb_patterns"])
     assert query(db, "SELECT count(*) FROM kb_patterns")[0][0] == manifest["row_counts"]["public.kb_patterns"]
     assert query(db, "SELECT count(*) FROM kb_correlations") == [(0,)]
+
+
+def test_the_restore_module_in_check_mode_lists_what_it_would_do_and_changes_nothing(db, tmp_path):
+    manifest = take(db, tmp_path)
+    apply_003(db)
+    before = snapshot(db)
+    args = {**{k: db[k] for k in ("login_host", "login_port", "login_user", "login_db", "ssl_mode")},
+            "archive": manifest["path"], "login_password": "{{ pg_password }}"}
+    # the password travels in a vars file, never on the command line
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible"), "localhost", "--check", "-m", "pg_restore",
+                           "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}",
+                           "-e", "@" + str(write_secret(tmp_path, db["login_password"]))],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                                   ANSIBLE_LOCALHOST_WARNING="false"))
+    assert proc.returncode == 0, proc.stdout
+    assert "checksum verified; would restore" in proc.stdout
+    assert '- DROP TABLE IF EXISTS "public"."bots" CASCADE;' in proc.stdout
+    assert snapshot(db) == before
+
+
+def write_secret(folder: Path, password: str) -> Path:
+    path = folder / "secret.json"
+    path.write_text(json.dumps({"pg_password": password}))
+    return path
