@@ -143,6 +143,7 @@ error:
   description: On failure, file, line, statement_number, statement, sqlstate and error.
   returned: failed
   type: dict
+direction: {description: up or down., returned: always, type: str}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -183,7 +184,9 @@ def main() -> None:
         with connect(p) as conn:
             result = apply(conn, migration, options, direction=p["direction"], forward_checksum=forward)
     except MigrationError as exc:
-        module.fail_json(msg=str(exc), error=exc.details, attempts=exc.details.get("attempts", []))
+        module.fail_json(msg=str(exc), error=exc.details, attempts=exc.details.get("attempts", []),
+                         version=migration.version, name=migration.name, path=migration.path,
+                         checksum=migration.checksum, direction=p["direction"], dry_run=module.check_mode)
     except (RuntimeError, MigrationFileError, SpecError) as exc:
         module.fail_json(msg=str(exc))
     diff = result.pop("diff", None)

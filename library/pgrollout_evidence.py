@@ -25,13 +25,17 @@ options:
   steps:
     description:
       - Registered results by step (preflight, backup, backup_rehearsal, migrate, verify, verify_spec,
-        audit, rollback, restore), acknowledged_warnings (names), rollback_path (script or restore)
-        and rollback_script_failure.
+        audit, gates, rollback, rollback_verify, restore), acknowledged_warnings (names),
+        rollback_path (script or restore) and rollback_script_failure.
     type: dict
     default: {}
   failure: {description: The failed task and its message., type: dict}
   repo_dir: {description: The repository, for its git commit., type: path}
   tool_versions: {description: Versions to record (ansible, ...)., type: dict, default: {}}
+  marks:
+    description: Step name -> UTC time it started (ISO 8601); the record gets each step's seconds.
+    type: dict
+    default: {}
   redact:
     description: Secrets that must not appear in the files.
     type: list
@@ -84,6 +88,7 @@ def main() -> None:
         failure={"type": "dict"},
         repo_dir={"type": "path"},
         tool_versions={"type": "dict", "default": {}},
+        marks={"type": "dict", "default": {}},
         redact={"type": "list", "elements": "str", "default": [], "no_log": True},
     ))
     p = module.params
@@ -94,7 +99,7 @@ def main() -> None:
     }
     record = build_record(run_id=p["run_id"], kind=p["kind"], environment=p["environment"],
                           host=p["host"], started_at=p["started_at"], dry_run=p["dry_run"],
-                          steps=p["steps"], failure=p["failure"], context=context)
+                          steps=p["steps"], failure=p["failure"], context=context, marks=p["marks"])
     json_path, md_path = write(p["dir"], record, p["redact"])
     module.exit_json(changed=True, json_path=json_path, markdown_path=md_path, outcome=record["outcome"])
 

@@ -43,11 +43,21 @@ def outcome(failure: dict[str, Any] | None, dry_run: bool) -> str:
     return "dry_run" if dry_run else "succeeded"
 
 
+def timings(marks: dict[str, str], finished: datetime.datetime) -> list[dict[str, Any]]:
+    """Each step's start and seconds, from the time marks the play set at step boundaries."""
+    starts = sorted(((datetime.datetime.fromisoformat(v.replace("Z", "+00:00")), k) for k, v in marks.items()))
+    ends = [at for at, _ in starts[1:]] + [finished] if starts else []
+    return [{"step": step, "started_at": at.isoformat(timespec="milliseconds"),
+             "seconds": round((end - at).total_seconds(), 3)} for (at, step), end in zip(starts, ends, strict=True)]
+
+
 def build_record(*, run_id: str, kind: str, environment: str, host: str, started_at: str,
                  dry_run: bool, steps: dict[str, Any], failure: dict[str, Any] | None,
-                 context: dict[str, Any]) -> dict[str, Any]:
+                 context: dict[str, Any], marks: dict[str, str] | None = None) -> dict[str, Any]:
     preflight = (steps.get("preflight") or {}).get("facts") or {}
     migrate = steps.get("migrate") or {}
+    finished = datetime.datetime.now(datetime.UTC)
+    gates = steps.get("gates") or {}
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -57,7 +67,8 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
         "outcome": outcome(failure, dry_run),
         "dry_run": dry_run,
         "started_at": started_at,
-        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "timings": timings(marks or {}, finished),
         **context,
         "target": {
             "server_version": preflight.get("server_version"),
@@ -76,6 +87,10 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
         "verification": _checks(steps.get("verify"), steps.get("verify_spec")),
         "audit": _checks(steps.get("audit"), "verification/security_audit.yml"),
         "acknowledged_warnings": steps.get("acknowledged_warnings") or [],
+        "gates": None if not gates or gates.get("skipped") else {
+            "window": gates.get("window"), "refusals": gates.get("refusals"), "overrides": gates.get("overrides")},
+        "overrides": gates.get("overrides") or [],
+        "rollback_verification": _checks(steps.get("rollback_verify"), None),
         "failure": failure,
     }
 
@@ -128,6 +143,11 @@ def markdown(record: dict[str, Any]) -> str:
             lines += _checks_table(title, record[key])
     if record.get("acknowledged_warnings"):
         lines += ["## Acknowledged warnings", "", *[f"- {w}" for w in record["acknowledged_warnings"]], ""]
+    if record.get("timings"):
+        lines += ["## Steps", "", *[f"- {t['step']}: {t['seconds']} s (from {t['started_at']})"
+                                    for t in record["timings"]], ""]
+    if record.get("overrides"):
+        lines += ["## Overrides", "", *[f"- {o['gate']}: {o['reason']}" for o in record["overrides"]], ""]
     if record.get("failure"):
         lines += ["## Failure", "", f"- task: {record['failure'].get('task')}",
                   f"- message: {record['failure'].get('msg')}", ""]

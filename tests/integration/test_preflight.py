@@ -40,7 +40,7 @@ def test_preflight_proceeds_once_the_long_lock_holder_ends(playbook, db):
     playbook.set(preflight_blocker_min_seconds=1, preflight_blocker_wait=30, preflight_blocker_poll=1)
     with Blocker(db, "public.kb_macro_events") as blocker:
         time.sleep(1.2)
-        blocker.release_after(2)
+        blocker.release_after(6)  # the version gate play and preflight's first look take ~2 s
         proc = playbook.run()
     assert proc.returncode == 0, proc.stdout[-3000:]
     (waited,) = playbook.task_results(proc, "Wait for those transactions to end")

@@ -44,8 +44,7 @@ def test_check_mode_dry_run_changes_nothing_and_records_a_dry_run(playbook, db):
     proc = playbook.run("rollout.yml", "--check", "--diff")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert snapshot(db) == before
-    (migrated,) = playbook.task_results(proc, "Apply pending migrations")
-    item = migrated["results"][0]
+    (item,) = playbook.task_results(proc, "Apply the migration")
     assert item["dry_run"] and item["changed"]
     assert {"relation": "public.kb_patterns", "mode": "AccessExclusiveLock"} in item["locks"]
     assert "table public.kb_patterns: rls off" in item["diff"]["before"]
@@ -56,7 +55,8 @@ def test_check_mode_dry_run_changes_nothing_and_records_a_dry_run(playbook, db):
     assert record["outcome"] == "dry_run" and record["dry_run"]
 
 
-def test_a_failing_migration_fails_the_play_leaves_it_unapplied_and_is_recorded(playbook, db, tmp_path):
+def broken_004(playbook, tmp_path):
+    """Migrations 001-003 plus a 004 whose last statement fails, with a spec for 004."""
     migrations, specs = tmp_path / "migrations", tmp_path / "verification"
     shutil.copytree(REPO / "supabase" / "migrations", migrations)
     shutil.copytree(REPO / "verification", specs)
@@ -66,17 +66,49 @@ def test_a_failing_migration_fails_the_play_leaves_it_unapplied_and_is_recorded(
         {"checks": [{"name": "t4 exists", "sql": "SELECT to_regclass('public.t4')::text",
                      "expect": {"rows": [["t4"]]}}]}))
     playbook.set(pgrollout_migrations_dir=str(migrations), pgrollout_verification_dir=str(specs))
+    return migrations
+
+
+def test_a_failing_migration_rolls_back_what_the_run_applied_and_is_recorded(playbook, db, tmp_path):
+    before = snapshot(db)
+    migrations = broken_004(playbook, tmp_path)
     proc = playbook.run()
     assert proc.returncode != 0
-    assert query(db, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1") == [
-        ("001",), ("002",), ("003",)]
+    assert "Rolled back automatically (script); the database is at its state before this run" in proc.stdout
+    assert snapshot(db) == before  # 003, applied by this run, was rolled back
+    assert query(db, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1") == [("001",), ("002",)]
     assert query(db, "SELECT to_regclass('public.t4')") == [(None,)]
     (record,) = playbook.evidence()
     assert record["outcome"] == "failed"
-    assert record["failure"]["task"] == "Apply pending migrations"
+    assert record["failure"]["task"] == "Apply the migration"
     failed = [m for m in record["migrations"] if m.get("error")]
     assert failed and failed[0]["error"]["line"] == 3 and failed[0]["error"]["sqlstate"] == "42704"
     assert f"{migrations}/004_broken.sql:3:" in failed[0]["msg"]
+    assert [(m["version"], m["direction"]) for m in record["migrations"] if m.get("changed")] == [
+        ("003", "up"), ("003", "down")]
+    assert record["rollback"]["path_taken"] == "script"
+    assert [t["step"] for t in record["timings"]] == ["preflight", "backup", "migrate", "rollback"]
+
+
+def test_without_automatic_rollback_the_applied_migrations_stay_and_the_play_says_so(playbook, db, tmp_path):
+    broken_004(playbook, tmp_path)
+    playbook.set(pgrollout_auto_rollback=False)
+    proc = playbook.run()
+    assert proc.returncode != 0 and "This run applied 003 and did NOT roll back" in proc.stdout
+    assert query(db, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1") == [
+        ("001",), ("002",), ("003",)]
+
+
+def test_a_failed_migration_stops_the_files_after_it(playbook, db, tmp_path):
+    migrations = broken_004(playbook, tmp_path)
+    (migrations / "005_after.sql").write_text("CREATE TABLE public.t5 (id int);\n")
+    (tmp_path / "verification" / "005_after.yml").write_text(
+        "checks:\n  - {name: t5, sql: SELECT to_regclass('public.t5'), expect: {count: 1}}\n")
+    proc = playbook.run()
+    assert proc.returncode != 0
+    assert query(db, "SELECT to_regclass('public.t5')") == [(None,)]
+    assert [m["version"] for m in playbook.evidence()[0]["migrations"] if m.get("direction") == "up"] == [
+        "003", "004"]
 
 
 def test_the_password_never_reaches_output_or_evidence(playbook, db):

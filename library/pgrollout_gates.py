@@ -1,0 +1,118 @@
+#!/usr/bin/python
+"""The change window and the promotion gate, before a run changes anything."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pgrollout_gates
+short_description: Refuse a change outside its window or without proof from earlier environments
+description:
+  - B(Change window.) When O(window) is set, refuses unless O(now) (default
+    the current time) falls on one of its days between its start and end, in
+    its timezone (IANA name; daylight saving time follows the tz database).
+    O(window_override=true) with a O(window_override_reason) lets the run go
+    on; the result says so, for the evidence.
+  - B(Promotion.) Refuses unless, for every migration in O(migrations), each
+    environment in O(promotion_environments) has a succeeded rollout record
+    and a succeeded rehearsal record under O(evidence_root)/<env>/ in which
+    that file (same checksum) changed the database. The refusal names each
+    missing record. O(promotion_override=true) with a reason lets it go on.
+  - In check mode nothing is refused; what would be is reported in RV(refusals).
+version_added: "0.1.0"
+options:
+  window:
+    description: C(days) (mon..sun), C(start), C(end) (HH:MM), C(timezone); no window when empty.
+    type: dict
+    default: {}
+  now:
+    description: The time to judge, ISO 8601 with an offset; the current time when empty.
+    type: str
+  window_override: {description: Go on outside the window., type: bool, default: false}
+  window_override_reason: {description: Why; required with O(window_override)., type: str, default: ""}
+  evidence_root: {description: Folder holding one evidence folder per environment., type: path}
+  promotion_environments:
+    description: Environments whose evidence must show each migration rolled out and rehearsed.
+    type: list
+    elements: str
+    default: []
+  migrations:
+    description: The migrations this run would apply, each with C(version), C(name), C(checksum).
+    type: list
+    elements: dict
+    default: []
+  promotion_override: {description: Go on without the evidence., type: bool, default: false}
+  promotion_override_reason: {description: Why; required with O(promotion_override)., type: str, default: ""}
+attributes:
+  check_mode:
+    support: full
+    description: Reports what it would refuse and refuses nothing.
+author: pgrollout developers
+"""
+
+EXAMPLES = r"""
+- name: Gate a production rollout
+  pgrollout_gates:
+    window: {days: [mon, tue, wed, thu, fri], start: "10:00", end: "12:00", timezone: UTC}
+    evidence_root: .ops/evidence
+    promotion_environments: [dev]
+    migrations: [{version: "003", name: bot_registration_sharing, checksum: "5f0c..."}]
+"""
+
+RETURN = r"""
+refusals: {description: Why the run may not go on (empty when it may)., returned: always, type: list}
+overrides:
+  description: Each override used, with its reason, for the evidence.
+  returned: always
+  type: list
+window: {description: The window and the local time judged., returned: always, type: dict}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgrollout.gates import GateError, Window, in_window, parse_now, promotion_missing
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=dict(
+        window={"type": "dict", "default": {}},
+        now={"type": "str"},
+        window_override={"type": "bool", "default": False},
+        window_override_reason={"type": "str", "default": ""},
+        evidence_root={"type": "path"},
+        promotion_environments={"type": "list", "elements": "str", "default": []},
+        migrations={"type": "list", "elements": "dict", "default": []},
+        promotion_override={"type": "bool", "default": False},
+        promotion_override_reason={"type": "str", "default": ""},
+    ), supports_check_mode=True, required_if=[
+        ("window_override", True, ["window_override_reason"]),
+        ("promotion_override", True, ["promotion_override_reason"]),
+    ])
+    p = module.params
+    refusals, overrides, window_report = [], [], {}
+    try:
+        if p["window"]:
+            window = Window.from_dict(p["window"])
+            inside, local = in_window(window, parse_now(p["now"]))
+            window_report = {"window": window.describe(), "judged_at": local, "inside": inside}
+            if not inside and p["window_override"]:
+                overrides.append({"gate": "change_window", "reason": p["window_override_reason"],
+                                  "judged_at": local})
+            elif not inside:
+                refusals.append(f"outside the change window ({window.describe()}; it is {local}): run inside "
+                                "it, or set pgrollout_window_override=true with pgrollout_window_override_reason")
+        if p["promotion_environments"] and p["migrations"]:
+            missing = promotion_missing(p["evidence_root"], p["promotion_environments"], p["migrations"])
+            if missing and p["promotion_override"]:
+                overrides.append({"gate": "promotion", "reason": p["promotion_override_reason"], "missing": missing})
+            elif missing:
+                refusals += [f"promotion: {m}" for m in missing]
+    except (GateError, ValueError) as exc:
+        module.fail_json(msg=str(exc))
+    if refusals and not module.check_mode:
+        module.fail_json(msg="refused: " + "; ".join(refusals), refusals=refusals, overrides=overrides,
+                         window=window_report)
+    module.exit_json(changed=False, refusals=refusals, overrides=overrides, window=window_report,
+                     msg="; ".join(refusals) if refusals else "gates passed"
+                     + (f" with {len(overrides)} override(s)" if overrides else ""))
+
+
+if __name__ == "__main__":
+    main()

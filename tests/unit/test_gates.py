@@ -1,0 +1,75 @@
+"""Pure logic of the change window and the promotion gate."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pgrollout import gates
+
+WEEKDAYS = gates.Window()
+
+
+@pytest.mark.parametrize("now, inside", [
+    ("2026-12-01T10:00:00Z", True),    # Tuesday, the first minute
+    ("2026-12-01T11:59:59Z", True),
+    ("2026-12-01T12:00:00Z", False),   # the end is not inside
+    ("2026-12-01T09:59:59Z", False),
+    ("2026-12-05T10:30:00Z", False),   # Saturday
+    ("2026-12-01T11:30:00+01:00", True),  # 10:30 UTC, written in another offset
+])
+def test_the_default_window_is_weekdays_10_to_12_utc(now, inside):
+    assert gates.in_window(WEEKDAYS, gates.parse_now(now))[0] is inside
+
+
+@pytest.mark.parametrize("now, inside", [
+    ("2026-01-15T09:30:00Z", True),    # winter: Berlin is UTC+1, 10:30 there
+    ("2026-07-15T09:30:00Z", False),   # summer: UTC+2, 11:30 there, after the window
+])
+def test_a_window_in_a_named_timezone_follows_daylight_saving_time(now, inside):
+    window = gates.Window.from_dict({"days": ["Mon", "Tue", "Wed", "Thu", "Fri"], "start": "10:00",
+                                     "end": "11:00", "timezone": "Europe/Berlin"})
+    judged, local = gates.in_window(window, gates.parse_now(now))
+    assert judged is inside
+    assert local == ("Thu 10:30 Europe/Berlin" if inside else "Wed 11:30 Europe/Berlin")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"days": ["funday"]}, "days must be some of"),
+    ({"start": "12:00", "end": "10:00"}, "must be before end"),
+    ({"start": "ten"}, "is not a time"),
+    ({"timezone": "Mars/Olympus"}, "unknown timezone"),
+    ({"hours": 2}, "unknown key"),
+])
+def test_a_bad_window_is_refused_saying_what_to_fix(bad, message):
+    with pytest.raises(gates.GateError, match=message):
+        gates.Window.from_dict(bad)
+
+
+def test_a_time_without_an_offset_is_refused():
+    with pytest.raises(gates.GateError, match="has no UTC offset"):
+        gates.parse_now("2026-12-01T10:30:00")
+
+
+def record(folder, name, kind, checksum, outcome="succeeded", changed=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps({
+        "kind": kind, "outcome": outcome, "run_id": name, "finished_at": name,
+        "migrations": [{"version": "003", "checksum": checksum, "changed": changed, "dry_run": False}]}))
+
+
+def test_promotion_needs_a_rollout_and_a_rehearsal_of_the_same_file_in_each_environment(tmp_path):
+    migration = {"version": "003", "name": "bots", "checksum": "a" * 64}
+    record(tmp_path / "dev", "1", "rollout", "a" * 64)
+    record(tmp_path / "dev", "2", "rehearsal", "b" * 64)           # another version of the file
+    record(tmp_path / "dev", "3", "rehearsal", "a" * 64, outcome="failed")
+    record(tmp_path / "staging", "4", "rollout", "a" * 64, changed=False)  # already applied: proves nothing
+    missing = gates.promotion_missing(str(tmp_path), ["dev", "staging"], [migration])
+    assert missing == [
+        f"003_bots (aaaaaaaaaaaa) was not rehearsed in dev (no succeeded rehearsal record in {tmp_path}/dev)",
+        f"003_bots (aaaaaaaaaaaa) was not rolled out and verified in staging "
+        f"(no succeeded rollout record in {tmp_path}/staging)",
+        f"003_bots (aaaaaaaaaaaa) was not rehearsed in staging (no succeeded rehearsal record in {tmp_path}/staging)",
+    ]
+    record(tmp_path / "dev", "5", "rehearsal", "a" * 64)
+    assert gates.promotion_missing(str(tmp_path), ["dev"], [migration]) == []
