@@ -119,9 +119,9 @@ def main() -> int:
         manifest = runs[-1][1]
         phases = {k: statistics.median(m["seconds"][k] for _, m in runs) for k in manifest["seconds"]}
         our_check, _ = timed(lambda: backup.verify_archive(manifest["path"], source))
-        our_restore, _ = timed(lambda: restore.restore_scratch(source, manifest["path"], "bench_ours",
+        our_restore, _ = timed(lambda: restore.restore_scratch(source, manifest["path"], "pgrollout_bench_ours",
                                                                 jobs=max(args.jobs, 2)))
-        assert row_total(cluster.params("bench_ours")) == rows
+        assert row_total(cluster.params("pgrollout_bench_ours")) == rows
         plan_size, our_size = plan_file.stat().st_size, manifest["size_bytes"]
     finally:
         cluster.destroy()

@@ -33,7 +33,7 @@ options:
     choices: [target, scratch, rehearse]
     default: target
   scratch_db:
-    description: Database to create for O(mode=scratch); it must not exist.
+    description: Database to create for O(mode=scratch), named C(pgrollout_...); it must not exist.
     type: str
   tables:
     description: Restore only these tables (C(schema.table) or C(table)).

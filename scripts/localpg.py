@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "module_utils"))
 
 from pgrollout import connection, migrate, sqlfile  # noqa: E402
+from pgrollout.scratch import ScratchError, run_sql_file  # noqa: E402
 
 DEV_DIR = Path(os.environ.get("PGROLLOUT_DEVDB_DIR", REPO / ".local" / "devdb"))
 DEV_PORT = int(os.environ.get("PGROLLOUT_DEVDB_PORT", "54329"))
@@ -142,15 +143,9 @@ class LocalCluster:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def run_sql_file(params: dict, path: Path) -> None:
-    """Run a whole SQL file in one transaction (compat layer, seed)."""
-    with connection.connect(params) as conn, conn.transaction(), conn.cursor() as cur:
-        cur.execute(path.read_text())
-
-
 def prepare_database(params: dict, upto: str | None = "002", seed: bool = True) -> None:
     """Compatibility layer, forward migrations up to `upto` (recorded in the ledger), seed."""
-    run_sql_file(params, REPO / "supabase" / "compat" / "supabase_compat.sql")
+    run_sql_file(params, str(REPO / "supabase" / "compat" / "supabase_compat.sql"))
     with connection.connect(params) as conn:
         for path in sqlfile.find_migrations(str(REPO / "supabase" / "migrations")):
             mf = sqlfile.load(path)
@@ -158,7 +153,7 @@ def prepare_database(params: dict, upto: str | None = "002", seed: bool = True) 
                 break
             migrate.apply(conn, mf, migrate.Options(run_id="baseline"))
     if seed:
-        run_sql_file(params, REPO / "supabase" / "seed.sql")
+        run_sql_file(params, str(REPO / "supabase" / "seed.sql"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dev database running on 127.0.0.1:{DEV_PORT} (user postgres, password in "
               f"{cluster.password_file}); baseline {'applied' if fresh else 'kept'}")
         return 0
-    except (ClusterError, RuntimeError, sqlfile.MigrationFileError, migrate.MigrationError) as exc:
+    except (ClusterError, RuntimeError, ScratchError, sqlfile.MigrationFileError, migrate.MigrationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -116,34 +116,52 @@ def execute(params: dict[str, Any], sql: str) -> None:
 
 
 class Playbook:
-    """Runs a playbook of this repository against one test database, as the dev environment."""
+    """Runs a playbook of this repository against test databases, as one environment (inventory group).
 
-    def __init__(self, params: dict[str, Any], workdir: Path):
-        self.params, self.workdir = params, workdir
-        inventory = workdir / "inventory"
+    Evidence goes to workdir/evidence/<group>/, backups to workdir/backups/; several
+    Playbooks sharing one workdir share the evidence root, as environments do.
+    """
+
+    def __init__(self, params: dict[str, Any], workdir: Path, group: str = "dev", host: str = "test-target"):
+        self.params, self.workdir, self.group = params, workdir, group
+        inventory = workdir / f"inventory-{group}"
         inventory.mkdir()
         (inventory / "group_vars").symlink_to(REPO / "group_vars")
-        host = {
+        self.inventory, self.hosts = inventory, {}
+        self.add_host(host, params)
+
+    def add_host(self, name: str, params: dict[str, Any], **host_vars: Any) -> None:
+        self.hosts[name] = {
             "ansible_connection": "local",
             "pgrollout_db_host": params["login_host"],
             "pgrollout_db_port": params["login_port"],
             "pgrollout_db_name": params["login_db"],
             "pgrollout_db_password": params["login_password"],
-            "pgrollout_evidence_dir": str(workdir / "evidence"),
-            "pgrollout_backup_dir": str(workdir / "backups"),
+            "pgrollout_db_ssl_mode": "disable",
+            "pgrollout_evidence_root": str(self.workdir / "evidence"),
+            "pgrollout_backup_dir": str(self.workdir / "backups"),
+            **host_vars,
         }
-        self.inventory, self.host = inventory, host
         self.set()
 
+    @property
+    def host(self) -> dict[str, Any]:
+        return next(iter(self.hosts.values()))
+
     def set(self, **host_vars: Any) -> None:
-        """Write the inventory, with extra host variables."""
-        self.host.update(host_vars)
+        """Write the inventory, with extra variables for every host."""
+        for host in self.hosts.values():
+            host.update(host_vars)
         path = self.inventory / "hosts.yml"
-        path.write_text(json.dumps({"dev": {"hosts": {"test-target": self.host}}}))
+        path.write_text(json.dumps({self.group: {"hosts": self.hosts}}))
         os.chmod(path, 0o600)
 
+    @property
+    def evidence_dir(self) -> Path:
+        return self.workdir / "evidence" / self.group
+
     def evidence(self) -> list[dict[str, Any]]:
-        folder = self.workdir / "evidence"
+        folder = self.evidence_dir
         paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns) if folder.exists() else []
         return [json.loads(p.read_text()) for p in paths]
 
@@ -161,8 +179,8 @@ class Playbook:
         return proc
 
     @staticmethod
-    def stats(proc: subprocess.CompletedProcess) -> dict[str, int]:
-        return proc.results["stats"]["test-target"]
+    def stats(proc: subprocess.CompletedProcess, host: str = "test-target") -> dict[str, int]:
+        return proc.results["stats"][host]
 
     @staticmethod
     def task_results(proc: subprocess.CompletedProcess, name: str) -> list[dict[str, Any]]:

@@ -91,6 +91,8 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
             "window": gates.get("window"), "refusals": gates.get("refusals"), "overrides": gates.get("overrides")},
         "overrides": gates.get("overrides") or [],
         "rollback_verification": _checks(steps.get("rollback_verify"), None),
+        "rehearsal": [{k: step.get(k) for k in ("step", "ok", "msg", "summary") if k in step}
+                      for step in steps.get("rehearsal") or []] or None,
         "failure": failure,
     }
 
@@ -143,6 +145,11 @@ def markdown(record: dict[str, Any]) -> str:
             lines += _checks_table(title, record[key])
     if record.get("acknowledged_warnings"):
         lines += ["## Acknowledged warnings", "", *[f"- {w}" for w in record["acknowledged_warnings"]], ""]
+    if record.get("rehearsal"):
+        lines += ["## Rehearsal", "", "| step | result | message |", "|---|---|---|"]
+        lines += [f"| {r['step']} | {'ok' if r['ok'] else 'FAILED'} | {_cell(str(r.get('msg', '')))[:120]} |"
+                  for r in record["rehearsal"]]
+        lines.append("")
     if record.get("timings"):
         lines += ["## Steps", "", *[f"- {t['step']}: {t['seconds']} s (from {t['started_at']})"
                                     for t in record["timings"]], ""]

@@ -26,6 +26,7 @@ from typing import Any
 
 from .backup import BackupError, read_manifest, table_rows, tool_path, validate_archive, verify_checksum
 from .connection import client_environment, connect
+from .scratch import create_database, drop_database
 
 # TOC entry types that name an object a later migration may add, as pg_restore --list writes them.
 _TOC_RE = re.compile(r"^\d+; \d+ \d+ (MATERIALIZED VIEW|FOREIGN TABLE|TABLE(?! DATA )|VIEW|"
@@ -212,11 +213,8 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
 def restore_scratch(params: dict[str, Any], archive: str, scratch_db: str, *, jobs: int = 1,
                     tables: list[str] | None = None, bindir: str | None = None) -> dict[str, Any]:
     """Create `scratch_db` on the target's server and restore the archive into it, in parallel."""
-    from psycopg import sql
-
     manifest = verify(archive)
-    with connect(params, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch_db)))
+    create_database(params, scratch_db)
     scratch = dict(params, login_db=scratch_db)
     cmd = [tool_path("pg_restore", bindir), "--no-password", "--exit-on-error", "--no-owner",
            f"--dbname={scratch_db}", *_selectors([], tables or [])]
@@ -227,13 +225,6 @@ def restore_scratch(params: dict[str, Any], archive: str, scratch_db: str, *, jo
     if proc.returncode != 0:
         raise BackupError(f"restore of {archive} into {scratch_db} failed: {proc.stderr.strip()}")
     return {"manifest": manifest, "database": scratch_db}
-
-
-def drop_database(params: dict[str, Any], name: str) -> None:
-    from psycopg import sql
-
-    with connect(params, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def rehearse(params: dict[str, Any], archive: str, *, jobs: int = 1, bindir: str | None = None) -> dict[str, Any]:

@@ -45,12 +45,12 @@ def test_a_good_backup_restores_into_an_empty_database_with_identical_row_counts
     manifest = take(db, tmp_path)
     assert manifest["table_count"] == len(manifest["row_counts"]) >= 10
     assert manifest["row_counts"]["public.kb_patterns"] == query(db, "SELECT count(*) FROM kb_patterns")[0][0]
-    restore.restore_scratch(db, manifest["path"], "restored_here", jobs=2)
+    restore.restore_scratch(db, manifest["path"], "pgrollout_restored_here", jobs=2)
     try:
-        restored = cluster.params("restored_here")
+        restored = cluster.params("pgrollout_restored_here")
         assert counts(restored) == manifest["row_counts"] == counts(db)
     finally:
-        restore.drop_database(db, "restored_here")
+        restore.drop_database(db, "pgrollout_restored_here")
 
 
 def test_the_manifest_counts_the_dumps_own_snapshot_under_concurrent_writes(db, tmp_path):

@@ -61,7 +61,7 @@ def test_a_failing_rollback_script_ends_in_the_restore_of_the_pre_migration_back
 
 def test_without_a_backup_a_failed_rollback_script_fails_the_play_and_changes_nothing(playbook, db, tmp_path):
     rolled_out(playbook)
-    for path in (playbook.workdir / "evidence").iterdir():
+    for path in playbook.evidence_dir.iterdir():
         path.unlink()  # the rollout's record, and with it the backup's path, is gone
     rollbacks = tmp_path / "rollbacks"
     rollbacks.mkdir()

@@ -116,7 +116,7 @@ def test_the_password_never_reaches_output_or_evidence(playbook, db):
     proc = playbook.run("rollout.yml", "-vvv")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert password not in proc.stdout and password not in proc.stderr
-    files = list((playbook.workdir / "evidence").iterdir()) + list((playbook.workdir / "backups").glob("*.json"))
+    files = list(playbook.evidence_dir.iterdir()) + list((playbook.workdir / "backups").glob("*.json"))
     assert any(f.suffix == ".md" for f in files) and any(f.name.endswith(".manifest.json") for f in files)
     for path in files:
         assert password not in path.read_text(), path

@@ -148,7 +148,7 @@ def test_the_rollout_runs_the_audit_and_warnings_need_acknowledging_where_requir
     assert refused_record["outcome"] == "failed" and accepted_record["outcome"] == "succeeded"
     assert accepted_record["acknowledged_warnings"] == [warning]
     assert accepted_record["audit"]["results"][0]["status"] == "failed"
-    markdown = (playbook.workdir / "evidence" / f"{accepted_record['run_id']}.md").read_text()
+    markdown = (playbook.evidence_dir / f"{accepted_record['run_id']}.md").read_text()
     assert f"| {warning} | failed (warn) |" in markdown and "## Acknowledged warnings" in markdown
 
 
