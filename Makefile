@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: rollout dry-run test lint venv db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore
+.PHONY: rollout dry-run test lint molecule venv db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pgrollout needs Python >= 3.11 (ansible-core 2.19): set PYTHON=")'
@@ -42,6 +42,18 @@ lint: venv
 
 test: lint
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory molecule
+
+# Molecule scenarios against Postgres containers: with the first working engine
+# (or PGROLLOUT_CONTAINER_ENGINE). Without one they are skipped, saying so,
+# unless PGROLLOUT_REQUIRE_MOLECULE is set (CI).
+molecule: venv
+	@engine=$${PGROLLOUT_CONTAINER_ENGINE:-$$(for e in podman docker; do \
+	  $$e info >/dev/null 2>&1 && { echo $$e; break; }; done)}; \
+	if [ -n "$$engine" ]; then PGROLLOUT_CONTAINER_ENGINE=$$engine $(BIN)/molecule test --all; \
+	elif [ -n "$$PGROLLOUT_REQUIRE_MOLECULE" ]; then \
+	  echo "molecule: no working container engine (podman or docker)" >&2; exit 1; \
+	else echo "molecule: SKIPPED, no working container engine (README, Molecule)"; fi
 
 bench-lock-safety: venv
 	$(BIN)/python bench/lock_safety.py
