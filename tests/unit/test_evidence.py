@@ -37,3 +37,14 @@ def test_outcome():
     assert evidence.outcome({"task": "t"}, dry_run=True) == "failed"
     assert evidence.outcome(None, dry_run=True) == "dry_run"
     assert evidence.outcome(None, dry_run=False) == "succeeded"
+
+
+def test_step_timings_run_from_each_mark_to_the_next_and_the_last_to_the_finish():
+    import datetime
+
+    finished = datetime.datetime(2026, 12, 1, 10, 0, 10, tzinfo=datetime.UTC)
+    marks = {"migrate": "2026-12-01T10:00:04.500000Z", "preflight": "2026-12-01T10:00:00.000000Z",
+             "backup": "2026-12-01T10:00:01.250000Z"}
+    assert [(t["step"], t["seconds"]) for t in evidence.timings(marks, finished)] == [
+        ("preflight", 1.25), ("backup", 3.25), ("migrate", 5.5)]
+    assert evidence.timings({}, finished) == []
