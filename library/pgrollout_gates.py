@@ -24,7 +24,9 @@ options:
     type: dict
     default: {}
   now:
-    description: The time to judge, ISO 8601 with an offset; the current time when empty.
+    description:
+      - The time to judge, ISO 8601 with an offset; the current time when empty.
+      - A given time is recorded in RV(overrides) (gate C(clock)), so it can never pass a window silently.
     type: str
   window_override: {description: Go on outside the window., type: bool, default: false}
   window_override_reason: {description: Why; required with O(window_override)., type: str, default: ""}
@@ -92,6 +94,9 @@ def main() -> None:
             window = Window.from_dict(p["window"])
             inside, local = in_window(window, parse_now(p["now"]))
             window_report = {"window": window.describe(), "judged_at": local, "inside": inside}
+            if p["now"]:  # a time other than the clock's is never silent: it is recorded like an override
+                overrides.append({"gate": "clock", "reason": f"window judged at the given time {p['now']}",
+                                  "judged_at": local})
             if not inside and p["window_override"]:
                 overrides.append({"gate": "change_window", "reason": p["window_override_reason"],
                                   "judged_at": local})
