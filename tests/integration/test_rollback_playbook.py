@@ -22,13 +22,19 @@ def rolled_out(playbook):
     assert query(playbook.params, "SELECT to_regclass('public.bots')::text") == [("bots",)]
 
 
-def test_a_rollback_returns_the_pre_migration_state_and_reports_the_reopened_gap(playbook, db):
+def rolled_out_and_back(playbook, db):
+    """Roll 003 out, then back with rollback.yml; the schema and ledger must be as before."""
     before = snapshot(db)
     rolled_out(playbook)
     proc = playbook.run("rollback.yml")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert snapshot(db) == before
     assert query(db, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1") == [("001",), ("002",)]
+    return proc
+
+
+def test_a_rollback_returns_the_pre_migration_state_and_reports_the_reopened_gap(playbook, db):
+    proc = rolled_out_and_back(playbook, db)
     assert f"WARN  {GAP}" in proc.stdout and f"WARN  {AUDIT_RLS}" in proc.stdout
     rollout, rollback = playbook.evidence()
     assert rollback["kind"] == "rollback" and rollback["outcome"] == "succeeded"
@@ -45,12 +51,7 @@ def test_a_failing_rollback_script_ends_in_the_restore_of_the_pre_migration_back
     script = rollbacks / "003_bot_registration_sharing_rollback.sql"
     script.write_text(script.read_text() + "\nSELECT 1 / 0;\n")
     playbook.set(pgrollout_rollbacks_dir=str(rollbacks))
-    before = snapshot(db)
-    rolled_out(playbook)
-    proc = playbook.run("rollback.yml")
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert snapshot(db) == before
-    assert query(db, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1") == [("001",), ("002",)]
+    rolled_out_and_back(playbook, db)
     rollout, rollback = playbook.evidence()
     assert rollback["rollback"]["path_taken"] == "restore"
     assert "division by zero" in rollback["rollback"]["script_failure"]
