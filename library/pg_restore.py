@@ -90,9 +90,9 @@ msg: {description: What was done (or would be, in check mode)., returned: always
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout.backup import BackupError
+from ansible.module_utils.pgrollout.backup import BackupError, trusted_manifest
 from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC
-from ansible.module_utils.pgrollout.restore import plan, rehearse, restore_scratch, restore_target, verify
+from ansible.module_utils.pgrollout.restore import plan, rehearse, restore_scratch, restore_target
 
 
 def main() -> None:
@@ -111,30 +111,35 @@ def main() -> None:
                            required_if=[("mode", "scratch", ["scratch_db"])])
     p = module.params
     archive, mode = p["archive"], p["mode"]
+    into_target = mode == "target"
     try:
-        manifest = verify(archive)
-        what = plan(p, archive, p["schemas"] if mode == "target" else [], p["tables"], p["pg_bindir"])
-        if mode != "target":
-            what["drop_first"] = []
+        # each restore verifies the checksum itself, first; check mode verifies it here
         if module.check_mode:
-            module.exit_json(changed=mode != "rehearse", sha256=manifest["sha256"], **what,
+            sha256 = trusted_manifest(archive)["sha256"]
+            what = plan(p, archive, p["schemas"] if into_target else [], p["tables"], p["pg_bindir"],
+                        into_target=into_target)
+            module.exit_json(changed=mode != "rehearse", sha256=sha256, **what,
                              msg=f"checksum verified; would restore {len(what['tables'])} table(s) "
                                  f"({mode}) and first drop {len(what['drop_first'])} object(s) created since")
-        if mode == "target":
-            restore_target(p, archive, schemas=p["schemas"], tables=p["tables"], lock_timeout=p["lock_timeout"],
-                           bindir=p["pg_bindir"])
+        if into_target:
+            what = restore_target(p, archive, schemas=p["schemas"], tables=p["tables"],
+                                  lock_timeout=p["lock_timeout"], bindir=p["pg_bindir"])
+            sha256 = what.pop("manifest")["sha256"]
             msg = f"restored {archive} into {p['login_db']} in one transaction"
         elif mode == "scratch":
-            restore_scratch(p, archive, p["scratch_db"], jobs=p["jobs"], tables=p["tables"], bindir=p["pg_bindir"])
+            sha256 = restore_scratch(p, archive, p["scratch_db"], jobs=p["jobs"], tables=p["tables"],
+                                     bindir=p["pg_bindir"])["manifest"]["sha256"]
+            what = plan(p, archive, [], p["tables"], p["pg_bindir"], into_target=False)
             msg = f"restored {archive} into the new database {p['scratch_db']}"
         else:
             result = rehearse(p, archive, jobs=p["jobs"], bindir=p["pg_bindir"])
-            module.exit_json(changed=False, sha256=manifest["sha256"], rehearsal=result, **what,
+            what = plan(p, archive, [], [], p["pg_bindir"], into_target=False)
+            module.exit_json(changed=False, sha256=result["sha256"], rehearsal=result, **what,
                              msg=f"rehearsal: {result['tables']} tables and {result['rows']} rows restored "
                                  "as dumped; scratch database dropped")
     except (BackupError, RuntimeError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=True, sha256=manifest["sha256"], **what, msg=msg)
+    module.exit_json(changed=True, sha256=sha256, **what, msg=msg)
 
 
 if __name__ == "__main__":

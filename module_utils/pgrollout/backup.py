@@ -154,10 +154,16 @@ def verify_checksum(path: str, manifest: dict[str, Any]) -> None:
                           f"the file has {actual}; the archive was changed or damaged after it was written")
 
 
-def verify_archive(path: str, params: dict[str, Any], bindir: str | None = None) -> dict[str, Any]:
-    """Checksum against the manifest beside the archive, then a full read; return the manifest."""
+def trusted_manifest(path: str) -> dict[str, Any]:
+    """The manifest beside the archive, once the archive's checksum matches it."""
     manifest = read_manifest(path)
     verify_checksum(path, manifest)
+    return manifest
+
+
+def verify_archive(path: str, params: dict[str, Any], bindir: str | None = None) -> dict[str, Any]:
+    """Checksum against the manifest beside the archive, then a full read; return the manifest."""
+    manifest = trusted_manifest(path)
     validate_archive(path, params, bindir)
     return manifest
 
@@ -196,8 +202,8 @@ def server_facts(params: dict[str, Any]) -> tuple[int, int]:
                             "pg_database_size(current_database())").fetchone()
 
 
-def check_before(dest_dir: str, opts: DumpOptions, server_major: int, database_size: int) -> str:
-    """Refuse what would fail or mislead halfway; return pg_dump's path."""
+def check_before(dest_dir: str, opts: DumpOptions, server_major: int, database_size: int) -> tuple[str, int]:
+    """Refuse what would fail or mislead halfway; return pg_dump's path and major version."""
     if opts.format not in FORMATS:
         raise BackupError(f"format {opts.format!r} is not one of {sorted(FORMATS)}")
     if opts.jobs > 1 and opts.format != "directory":
@@ -217,7 +223,7 @@ def check_before(dest_dir: str, opts: DumpOptions, server_major: int, database_s
         raise BackupError(f"{dest_dir} has {free} bytes free; the database is {database_size} bytes and "
                           f"free_space_factor {opts.free_space_factor:g} asks for {needed}: free space, "
                           "choose another dest_dir, or lower free_space_factor")
-    return pg_dump
+    return pg_dump, major
 
 
 def _dump_command(pg_dump: str, target: str, snapshot: str, opts: DumpOptions) -> list[str]:
@@ -237,7 +243,7 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
          opts: DumpOptions | None = None) -> dict[str, Any]:
     """Write, validate and checksum an archive; write its manifest; apply retention. Return the manifest."""
     opts = opts or DumpOptions()
-    pg_dump = check_before(dest_dir, opts, server_major, database_size)
+    pg_dump, pg_dump_major = check_before(dest_dir, opts, server_major, database_size)
     final = os.path.join(dest_dir, archive_name(params["login_db"], label, opts.format))
     partial = os.path.join(dest_dir, "." + os.path.basename(final) + ".partial")
     started = datetime.datetime.now(datetime.UTC)
@@ -265,7 +271,7 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
     manifest = {
         "path": final, "format": opts.format, "database": params["login_db"], "host": params["login_host"],
         "port": params["login_port"], "label": label, "scope": {"schemas": opts.schemas, "tables": opts.tables},
-        "pg_dump_version": tool_major(pg_dump), "server_major": server_major,
+        "pg_dump_version": pg_dump_major, "server_major": server_major,
         "started_at": started.isoformat(), "finished_at": datetime.datetime.now(datetime.UTC).isoformat(),
         "size_bytes": size_of(final), "database_size_bytes": database_size, "sha256": sha,
         **({"files": files} if files is not None else {}),

@@ -24,7 +24,7 @@ import threading
 import uuid
 from typing import Any
 
-from .backup import BackupError, read_manifest, table_rows, tool_path, validate_archive, verify_checksum
+from .backup import BackupError, table_rows, tool_path, trusted_manifest, verify_archive
 from .connection import client_environment, connect
 from .scratch import create_database, drop_database
 
@@ -62,9 +62,6 @@ WHERE t.typtype IN ('e', 'd', 'r') AND n.nspname NOT IN {_SYSTEM_SCHEMAS} AND n.
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
                   AND d.objid = t.oid AND d.deptype = 'e')
 """
-_DROP = {"SCHEMA": "SCHEMA", "TABLE": "TABLE", "VIEW": "VIEW", "MATERIALIZED VIEW": "MATERIALIZED VIEW",
-         "FOREIGN TABLE": "FOREIGN TABLE", "SEQUENCE": "SEQUENCE", "FUNCTION": "FUNCTION",
-         "PROCEDURE": "PROCEDURE", "TYPE": "TYPE", "DOMAIN": "DOMAIN"}
 
 
 def toc(archive: str, bindir: str | None = None) -> list[str]:
@@ -106,21 +103,14 @@ def _drop_sql(obj: tuple[str, str, str]) -> str:
     if kind in ("FUNCTION", "PROCEDURE"):
         fname, args = name.split("(", 1)
         return f'DROP {kind} IF EXISTS "{schema}"."{fname}"({args} CASCADE;'
-    return f'DROP {_DROP[kind]} IF EXISTS "{schema}"."{name}" CASCADE;'
-
-
-def verify(archive: str) -> dict[str, Any]:
-    """The manifest, once the archive's checksum matches it; raises BackupError otherwise."""
-    manifest = read_manifest(archive)
-    verify_checksum(archive, manifest)
-    return manifest
+    return f'DROP {kind} IF EXISTS "{schema}"."{name}" CASCADE;'
 
 
 def plan(params: dict[str, Any], archive: str, schemas: list[str], tables: list[str],
-         bindir: str | None = None) -> dict[str, Any]:
-    """What a restore into the target would do: what it drops first, which tables it restores."""
+         bindir: str | None = None, *, into_target: bool = True) -> dict[str, Any]:
+    """What a restore would do: what it drops first (into the target), which tables it restores."""
     entries = toc(archive, bindir)
-    drops = [] if tables else created_since(params, entries, schemas)
+    drops = created_since(params, entries, schemas) if into_target and not tables else []
     restored = [e for e in entries if _entry_in_scope(e, schemas, tables)]
     return {"drop_first": [_drop_sql(o) for o in drops], "entries": len(restored),
             "tables": sorted({f"{m.group(2)}.{m.group(3)}" for e in restored
@@ -155,8 +145,7 @@ def restore_target(params: dict[str, Any], archive: str, *, schemas: list[str] |
     With `tables`, only their rows: emptied, then reloaded from the archive (schema kept).
     """
     schemas, tables = schemas or [], tables or []
-    manifest = verify(archive)
-    validate_archive(archive, params, bindir)
+    manifest = verify_archive(archive, params, bindir)
     what = plan(params, archive, schemas, tables, bindir)
     preamble = [f"SET lock_timeout = '{_setting(lock_timeout)}';", "SET client_min_messages = warning;",
                 *what["drop_first"]]  # the script sets it again
@@ -213,7 +202,7 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
 def restore_scratch(params: dict[str, Any], archive: str, scratch_db: str, *, jobs: int = 1,
                     tables: list[str] | None = None, bindir: str | None = None) -> dict[str, Any]:
     """Create `scratch_db` on the target's server and restore the archive into it, in parallel."""
-    manifest = verify(archive)
+    manifest = trusted_manifest(archive)
     create_database(params, scratch_db)
     scratch = dict(params, login_db=scratch_db)
     cmd = [tool_path("pg_restore", bindir), "--no-password", "--exit-on-error", "--no-owner",
@@ -239,8 +228,8 @@ def rehearse(params: dict[str, Any], archive: str, *, jobs: int = 1, bindir: str
     expected = manifest["row_counts"]
     differ = {t: {"archive": expected.get(t), "restored": counts.get(t)}
               for t in sorted(set(expected) | set(counts)) if expected.get(t) != counts.get(t)}
-    result = {"scratch_database": scratch_db, "tables": len(counts), "rows": sum(counts.values()),
-              "differences": differ}
+    result = {"scratch_database": scratch_db, "sha256": manifest["sha256"], "tables": len(counts),
+              "rows": sum(counts.values()), "differences": differ}
     if differ:
         raise BackupError(f"restore rehearsal of {archive}: {len(differ)} table(s) differ from the dump: "
                           + ", ".join(f"{t} {d['archive']} -> {d['restored']}" for t, d in list(differ.items())[:10]))
