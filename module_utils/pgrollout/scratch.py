@@ -31,15 +31,17 @@ def exists(params: dict[str, Any], name: str) -> bool:
 def create_database(params: dict[str, Any], name: str) -> None:
     from psycopg import sql
 
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(_checked(name)))
     with connect(params, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(_checked(name))))
+        conn.execute(statement)
 
 
 def drop_database(params: dict[str, Any], name: str) -> None:
     from psycopg import sql
 
+    statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(_checked(name)))
     with connect(params, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(_checked(name))))
+        conn.execute(statement)
 
 
 def run_sql_file(params: dict[str, Any], path: str) -> None:
