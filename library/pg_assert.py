@@ -21,9 +21,16 @@ options:
       - The checks. Each has C(name), C(sql), C(expect) (one of C(rows), C(count),
         C(jmespath); C(ordered=false) compares rows as a set), and optionally
         C(params), C(severity) (C(fail) or C(warn)), C(role) and C(claims).
+      - Given with O(specs), they run after the specs' checks.
     type: list
     elements: dict
-    required: true
+  specs:
+    description:
+      - Verification spec files (C(checks:) plus optionally C(migration) and
+        C(description)), each validated before any SQL runs. With more than one,
+        each check's name is prefixed with its spec's file name.
+    type: list
+    elements: path
   statement_timeout:
     description: statement_timeout of the checks' transaction.
     type: str
@@ -65,24 +72,41 @@ not_passed:
   type: int
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout.checks import SpecError, failures, run, table, validate
+from ansible.module_utils.pgrollout import modules
+from ansible.module_utils.pgrollout.checks import SpecError, failures, load_spec, run, table, validate
 from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+
+
+def all_checks(specs: list[str], checks: list[dict] | None) -> list[dict]:
+    """Every spec's checks (named after their spec when there are several), then the given checks."""
+    result = []
+    for path in specs:
+        prefix = os.path.basename(path).rsplit(".", 1)[0] + ": " if len(specs) > 1 else ""
+        result += [{**c, "name": prefix + c["name"], "spec": path} for c in load_spec(path)]
+    return result + (validate(checks) if checks else [])
 
 
 def main() -> None:
     spec = dict(
         CONNECTION_ARGUMENT_SPEC,
-        checks={"type": "list", "elements": "dict", "required": True},
+        checks={"type": "list", "elements": "dict"},
+        specs={"type": "list", "elements": "path", "default": []},
         statement_timeout={"type": "str", "default": "30s"},
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_one_of=[("checks", "specs")])
     try:
-        checks = validate(module.params["checks"])
+        checks = all_checks(module.params["specs"], module.params["checks"])
+        if not checks:
+            raise SpecError("no checks to run: give specs or checks")
         with connect(module.params) as conn:
             results = run(conn, checks, module.params["statement_timeout"])
     except (SpecError, RuntimeError) as exc:
         module.fail_json(msg=str(exc))
+    except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
+        module.fail_json(msg=modules.describe(exc, "running the verification checks"))
     failed = failures(results)
     summary = table(results)
     outcome = dict(changed=False, results=results, summary=summary,

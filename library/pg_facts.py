@@ -16,8 +16,29 @@ description:
 version_added: "0.1.0"
 options:
   migrations_dir:
-    description: Folder of forward migration files named C(NNN_name.sql) on the managed host.
+    description: Folder of the migration files on the managed host.
     type: path
+  rollbacks_dir:
+    description: Folder of the rollback files (layout C(supabase)).
+    type: path
+  verification_dir:
+    description: Folder of the verification specs.
+    type: path
+  layout:
+    description: C(supabase) (NNN_name.sql, rollbacks/NNN_name_rollback.sql) or C(updown) (NNN_name.up.sql, .down.sql).
+    type: str
+    choices: [supabase, updown]
+    default: supabase
+  require_spec:
+    description: A file of the plan without a verification spec is a plan error.
+    type: bool
+    default: false
+  rollback:
+    description:
+      - Also choose what a rollback would roll back, newest first - C(to) (every
+        applied migration newer than it) or C(version) (which must be the newest
+        applied); neither means the newest applied one.
+    type: dict
   rls_schemas:
     description: Schemas whose tables' row-level security state is reported.
     type: list
@@ -60,9 +81,20 @@ facts:
     in_recovery: {description: True on a read replica (nothing can be applied)., type: bool}
     migrations:
       description:
-        - applied, pending (file names), pending_paths, drifted, drift_accepted,
-          out_of_order, missing_files, files.
+        - applied, pending (file names), pending_paths, pending_versions, drifted,
+          drift_accepted, out_of_order, missing_files, newest_applied, and files
+          (each with its rollback file and specs, and whether they exist).
       type: dict
+    rollback_plan:
+      description: With O(rollback), the migrations to roll back, newest first (as in files).
+      type: list
+    rollback_error:
+      description: With O(rollback), why nothing can be rolled back as asked (a missing or invalid file or spec).
+      type: str
+    plan_error:
+      description: Why the pending files cannot run as they are (a file or spec that is missing or invalid).
+      type: str
+    lease: {description: The run lease held on the database (pg_lease), or null., type: dict}
     rls: {description: Table name to row-level security on/off., type: dict}
     long_running_sessions: {description: Other sessions in long transactions., type: list}
     locks:
@@ -80,8 +112,10 @@ facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgrollout import modules
 from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
 from ansible.module_utils.pgrollout.facts import gather, pooler
+from ansible.module_utils.pgrollout.plan import Layout
 from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
 
 
@@ -89,18 +123,28 @@ def main() -> None:
     spec = dict(
         CONNECTION_ARGUMENT_SPEC,
         migrations_dir={"type": "path"},
+        rollbacks_dir={"type": "path"},
+        verification_dir={"type": "path"},
+        layout={"type": "str", "choices": ["supabase", "updown"], "default": "supabase"},
+        rollback={"type": "dict"},
+        require_spec={"type": "bool", "default": False},
         rls_schemas={"type": "list", "elements": "str", "default": ["public"]},
         long_running={"type": "str", "default": "5 minutes"},
         accept_drift={"type": "list", "elements": "str", "default": []},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    p = module.params
+    layout = Layout(p["migrations_dir"], p["rollbacks_dir"], p["verification_dir"], p["layout"]) \
+        if p["migrations_dir"] else None
     try:
-        with connect(module.params) as conn:
-            facts = gather(conn, module.params["migrations_dir"], module.params["rls_schemas"],
-                           module.params["long_running"], module.params["accept_drift"])
-        facts["pooler"] = pooler(module.params)
+        with connect(p) as conn:
+            facts = gather(conn, layout, p["rls_schemas"], p["long_running"], p["accept_drift"], p["rollback"],
+                           p["require_spec"])
+        facts["pooler"] = pooler(p)
     except (RuntimeError, MigrationFileError) as exc:
         module.fail_json(msg=str(exc))
+    except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
+        module.fail_json(msg=modules.describe(exc, "reading the target's state"))
     module.exit_json(changed=False, facts=facts)
 
 

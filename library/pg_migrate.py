@@ -4,44 +4,97 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: pg_migrate
-short_description: Apply a PostgreSQL migration (or its rollback) in one transaction
+short_description: Apply a run's migrations (or roll them back), each file in its own transaction
 description:
-  - Splits the file with the PostgreSQL parser (pglast), runs every statement in
-    one transaction under lock_timeout and statement_timeout, and records it in
-    C(supabase_migrations.schema_migrations) (as the Supabase CLI does) and in
-    pgrollout's checksum record, in that same transaction. A failure anywhere
-    rolls everything back and the error names the file, statement, line and SQLSTATE.
+  - Applies the ordered O(files) of a run on one connection, stopping at the
+    first failure, with one result per file. Each transactional file runs in a
+    transaction of its own (or, with O(single_transaction), all in one) under
+    lock_timeout and statement_timeout, takes every lock it needs on existing
+    tables up front, retries on lock timeouts (SQLSTATE 55P03) with backoff, and
+    records itself in C(supabase_migrations.schema_migrations) (as the Supabase
+    CLI does) and in pgrollout's checksum record in that same transaction.
+  - The verification spec of each file that has one (C(verification/NNN_name.yml),
+    or C(NNN_name_rollback.yml) going down) runs inside the file's transaction
+    before it commits; a failing check rolls that file back. O(final_checks) (the
+    security audit) run in the last file's transaction.
+  - With O(run_id) and O(require_lease), every transaction checks that this run
+    holds the run lease (M(pg_lease)); and no transaction commits once the
+    ansible-playbook that started the module is gone.
+  - Non-transactional files (first comment line C(-- pgrollout: no-transaction),
+    C(-- morph:nontransactional), C(-- atlas:txmode none) or dbmate's
+    C(transaction:false)) run statement by statement in either direction, each
+    step recorded, and resume after the last step that succeeded.
   - An already applied file with the same checksum reports C(changed=false);
     an applied file whose checksum changed fails with both checksums.
-  - "Statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY,
-    VACUUM, ...) are refused before anything runs, unless the file's first line
-    is C(-- pgrollout: no-transaction); such a file runs statement by statement
-    with the same timeouts, recording each, and a failed run resumes after the
-    last statement that succeeded. It cannot be dry-run."
-  - Takes a transaction-level advisory lock, so two pgrollout runs never apply
-    to one database at once; the second fails naming the holder.
 version_added: "0.1.0"
 options:
+  files:
+    description:
+      - Forward migration files of the run, in the order to run them. With
+        O(direction=down), newest first: each one's rollback file runs (found by
+        the O(layout)'s naming).
+    type: list
+    elements: path
   path:
-    description: Migration file C(NNN_name.sql) on the managed host (a rollback file for O(direction=down)).
+    description:
+      - One file to apply as it is (a forward file, or a rollback file with
+        O(direction=down) and O(forward_path)), without layout or spec lookup.
+        Mutually exclusive with O(files).
     type: path
-    required: true
+  forward_path:
+    description: With O(path) and O(direction=down), the forward file whose checksum the history records.
+    type: path
   direction:
-    description: C(up) applies a forward file; C(down) applies a rollback file and removes the ledger entry.
+    description: C(up) applies forward files; C(down) applies rollback files and removes the ledger entries.
     type: str
     choices: [up, down]
     default: up
-  forward_path:
-    description: With O(direction=down), the forward file whose checksum the history records.
+  migrations_dir:
+    description: Folder of the migration files (required with O(files)).
     type: path
+  rollbacks_dir:
+    description: Folder of the rollback files (layout C(supabase)).
+    type: path
+  verification_dir:
+    description: Folder of the verification specs.
+    type: path
+  layout:
+    description: C(supabase) (NNN_name.sql, rollbacks/NNN_name_rollback.sql) or C(updown) (NNN_name.up.sql, .down.sql).
+    type: str
+    choices: [supabase, updown]
+    default: supabase
+  require_spec:
+    description: Refuse, before anything runs, a file of the run that has no verification spec.
+    type: bool
+    default: false
+  final_checks:
+    description: Checks (the format of M(pg_assert)) run inside the last file's transaction.
+    type: list
+    elements: dict
+    aliases: [checks]
+  single_transaction:
+    description: All files in one transaction (refused with a non-transactional file).
+    type: bool
+    default: false
   lock_timeout:
     description:
-      - Longest time the migration may wait for its locks. Every lock it needs
-        on existing tables (found by parsing the file) is taken up front in one
-        statement bounded by this, so queries queued behind the migration wait
-        at most about this long per attempt.
+      - Longest time the migration may wait for its locks; 0 (no limit) is refused.
+        Every lock a file needs on existing tables is taken up front in one
+        statement bounded by this, so queries queued behind it wait at most
+        about this long per attempt.
     type: str
     default: 5s
+  statement_timeout:
+    description: PostgreSQL statement_timeout for each statement; 0 (no limit) is refused.
+    type: str
+    default: 5min
+  dry_run_statement_timeout:
+    description:
+      - statement_timeout in check mode. A dry run holds real locks on the target:
+        a statement that would run longer is cancelled and reported as holding
+        its locks for more than this.
+    type: str
+    default: 10s
   retries:
     description: Attempts after the first when the locks could not be taken in time (SQLSTATE 55P03).
     type: int
@@ -55,7 +108,7 @@ options:
     type: float
     default: 30.0
   lock_wait:
-    description: Seconds to wait for another pgrollout run on the same database to finish before failing.
+    description: Seconds to wait for another pgrollout session's commit on the same database.
     type: float
     default: 0
   accept_drift:
@@ -65,133 +118,172 @@ options:
         reason), not re-applied.
     type: dict
     default: {}
-  statement_timeout:
-    description: PostgreSQL statement_timeout for each statement.
-    type: str
-    default: 5min
   run_id:
-    description: Identifier of this rollout, stored with the ledger entry.
+    description: Identifier of this run, stored with the ledger entries.
     type: str
-  checks:
-    description:
-      - Verification checks (the format of M(pg_assert)) run inside the
-        migration's transaction before it commits. A failing check of
-        severity C(fail) rolls the migration back. In check mode they run in
-        the dry run, against the migrated schema.
-    type: list
-    elements: dict
+  require_lease:
+    description: Check in every transaction that O(run_id) holds the run lease.
+    type: bool
+    default: false
+  lease_ttl:
+    description: Seconds of the lease's TTL; the lease is renewed every quarter of it while the module runs.
+    type: int
+    default: 600
 extends_documentation_fragment: [pgrollout]
 attributes:
   check_mode:
     support: full
     description:
-      - A real dry run. Executes the migration in a transaction, collects the
-        locks and schema change, then rolls back.
+      - A real dry run of the whole plan. Executes every transactional file in ONE
+        transaction, a savepoint each (a file sees what the files before it
+        created), runs the specs, reports locks, lock hold time and schema change
+        per file, then rolls back. Non-transactional files are reported as not
+        dry-runnable and the files after them still run.
   diff_mode:
     support: full
-    description: Shows the schema objects the migration adds, changes or drops.
+    description: Shows the schema objects each file adds, changes or drops (check mode).
 author: pgrollout developers
 """
 
 EXAMPLES = r"""
-- name: Apply migration 003
+- name: Apply the pending migrations of the run
   pg_migrate:
-    path: supabase/migrations/003_bot_registration_sharing.sql
+    files: "{{ preflight_result.facts.migrations.pending_paths }}"
+    migrations_dir: supabase/migrations
+    rollbacks_dir: supabase/rollbacks
+    verification_dir: verification
     login_password: "{{ vault_db_password }}"
     lock_timeout: 2s
+    run_id: "{{ pgrollout_run_id }}"
+    require_lease: true
 
-- name: Roll migration 003 back
+- name: Roll back everything newer than 002, newest first
   pg_migrate:
-    path: supabase/rollbacks/003_bot_registration_sharing_rollback.sql
-    forward_path: supabase/migrations/003_bot_registration_sharing.sql
+    files: [supabase/migrations/004_notes.sql, supabase/migrations/003_bot_registration_sharing.sql]
     direction: down
+    migrations_dir: supabase/migrations
+    rollbacks_dir: supabase/rollbacks
+    verification_dir: verification
 """
 
 RETURN = r"""
-version: {description: Migration version from the file name., returned: always, type: str, sample: "003"}
-name: {description: Migration name from the file name., returned: always, type: str}
-checksum: {description: SHA-256 of the file with line endings normalised., returned: always, type: str}
-statements: {description: Number of statements executed (0 when nothing to do)., returned: always, type: int}
-duration_ms: {description: Time spent executing the statements., returned: changed, type: int}
-locks:
-  description: Relation locks the migration held at its end (relation and mode).
-  returned: changed
-  type: list
-schema_changes:
+results:
   description:
-    - Per kind (tables, columns, policies, indexes, constraints, functions,
-      schemas) the objects added, dropped and changed.
-  returned: changed
-  type: dict
-dry_run: {description: True when the transaction was rolled back (check mode)., returned: always, type: bool}
-attempts:
-  description:
-    - Each attempt, with outcome (done or lock_timeout), elapsed_ms, and for a
-      lock timeout the blocking sessions (pid, application_name, state,
-      query_start, transaction_seconds, locks) and retry_in_ms.
+    - One entry per file, in order - version, name, path, direction, checksum,
+      changed, statements, duration_ms, lock_hold_ms (how long its locks were held,
+      until its commit), locks (relation and mode), attempts (each with outcome,
+      elapsed_ms and, on a lock timeout, the blocking sessions), checks_summary,
+      spec, transactional, dry_runnable, too_slow_to_dry_run, schema_changes
+      (check mode), msg.
   returned: always
   type: list
-transactional:
-  description: "False for a file marked C(-- pgrollout: no-transaction), applied statement by statement."
-  returned: when false
-  type: bool
-checks_summary:
-  description: With O(checks), one line per check run inside the transaction.
-  returned: when checks were given
+  elements: dict
+schema_changes:
+  description: Per kind (tables, columns, policies, ...) the objects the run added, dropped and changed.
+  returned: when something changed
+  type: dict
+msg:
+  description: What each file did, joined.
+  returned: always
+  type: str
+applied:
+  description: Versions this run changed (applied, or rolled back going down), in order.
+  returned: always
   type: list
-error:
-  description: On failure, file, line, statement_number, statement, sqlstate and error.
+  elements: str
+failed_file:
+  description: On failure, the file that failed, with file, line, statement_number, sqlstate and error.
   returned: failed
   type: dict
-direction: {description: up or down., returned: always, type: str}
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgrollout import modules
 from ansible.module_utils.pgrollout.checks import SpecError, validate
 from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible.module_utils.pgrollout.migrate import MigrationError, Options, apply
+from ansible.module_utils.pgrollout.controller import ControllerWatch
+from ansible.module_utils.pgrollout.lease import heartbeat
+from ansible.module_utils.pgrollout.migrate import Item, MigrationError, Options, apply_plan
+from ansible.module_utils.pgrollout.plan import Layout, PlanError, build
 from ansible.module_utils.pgrollout.retry import RetryPolicy
 from ansible.module_utils.pgrollout.sqlfile import MigrationFileError, load
+from ansible.module_utils.pgrollout.timeouts import TimeoutSettingError, check
+
+ARGUMENT_SPEC = dict(
+    CONNECTION_ARGUMENT_SPEC,
+    files={"type": "list", "elements": "path"},
+    path={"type": "path"},
+    forward_path={"type": "path"},
+    direction={"type": "str", "choices": ["up", "down"], "default": "up"},
+    migrations_dir={"type": "path"},
+    rollbacks_dir={"type": "path"},
+    verification_dir={"type": "path"},
+    layout={"type": "str", "choices": ["supabase", "updown"], "default": "supabase"},
+    require_spec={"type": "bool", "default": False},
+    final_checks={"type": "list", "elements": "dict", "aliases": ["checks"]},
+    single_transaction={"type": "bool", "default": False},
+    lock_timeout={"type": "str", "default": "5s"},
+    statement_timeout={"type": "str", "default": "5min"},
+    dry_run_statement_timeout={"type": "str", "default": "10s"},
+    retries={"type": "int", "default": 5},
+    retry_delay={"type": "float", "default": 1.0},
+    retry_max_delay={"type": "float", "default": 30.0},
+    lock_wait={"type": "float", "default": 0},
+    accept_drift={"type": "dict", "default": {}},
+    run_id={"type": "str"},
+    require_lease={"type": "bool", "default": False},
+    lease_ttl={"type": "int", "default": 600},
+)
+
+
+def items(p: dict) -> list[Item]:
+    """The plan, fully read and checked before connecting."""
+    if p["path"]:
+        file = load(p["path"])
+        forward = load(p["forward_path"]).checksum if p["forward_path"] else None
+        return [Item(file=file, direction=p["direction"], forward_checksum=forward,
+                     checks=validate(p["final_checks"]) if p["final_checks"] else None)]
+    layout = Layout(p["migrations_dir"], p["rollbacks_dir"], p["verification_dir"], p["layout"])
+    return build(layout, p["files"], p["direction"], p["require_spec"], p["final_checks"])
 
 
 def main() -> None:
-    spec = dict(
-        CONNECTION_ARGUMENT_SPEC,
-        path={"type": "path", "required": True},
-        direction={"type": "str", "choices": ["up", "down"], "default": "up"},
-        forward_path={"type": "path"},
-        lock_timeout={"type": "str", "default": "5s"},
-        retries={"type": "int", "default": 5},
-        retry_delay={"type": "float", "default": 1.0},
-        retry_max_delay={"type": "float", "default": 30.0},
-        lock_wait={"type": "float", "default": 0},
-        accept_drift={"type": "dict", "default": {}},
-        statement_timeout={"type": "str", "default": "5min"},
-        run_id={"type": "str"},
-        checks={"type": "list", "elements": "dict"},
-    )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           mutually_exclusive=[("files", "path")], required_one_of=[("files", "path")],
+                           required_by={"files": "migrations_dir"})
     p = module.params
+    watch = ControllerWatch()
     try:
-        migration = load(p["path"])
-        forward = load(p["forward_path"]).checksum if p["forward_path"] else None
-        options = Options(
-            lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
-            retry=RetryPolicy(retries=p["retries"], delay=p["retry_delay"], max_delay=p["retry_max_delay"]),
-            lock_wait=p["lock_wait"], check_mode=module.check_mode, run_id=p["run_id"],
-            accept_drift={str(k): str(v) for k, v in p["accept_drift"].items()},
-            checks=validate(p["checks"]) if p["checks"] else None)
-        with connect(p) as conn:
-            result = apply(conn, migration, options, direction=p["direction"], forward_checksum=forward)
+        check(lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
+              dry_run_statement_timeout=p["dry_run_statement_timeout"])
+        plan = items(p)
+    except (TimeoutSettingError, MigrationFileError, SpecError, PlanError) as exc:
+        module.fail_json(msg=str(exc), results=[], applied=[])
+    options = Options(
+        lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
+        retry=RetryPolicy(retries=p["retries"], delay=p["retry_delay"], max_delay=p["retry_max_delay"]),
+        lock_wait=p["lock_wait"], check_mode=module.check_mode, run_id=p["run_id"],
+        accept_drift={str(k): str(v) for k, v in p["accept_drift"].items()},
+        single_transaction=p["single_transaction"], dry_run_statement_timeout=p["dry_run_statement_timeout"],
+        require_lease=p["require_lease"] and not module.check_mode, controller=watch)
+    try:
+        with connect(p) as conn, heartbeat(p, p["run_id"] if options.require_lease else None, p["lease_ttl"] / 4):
+            summary = apply_plan(conn, plan, options)
     except MigrationError as exc:
-        module.fail_json(msg=str(exc), error=exc.details, attempts=exc.details.get("attempts", []),
-                         version=migration.version, name=migration.name, path=migration.path,
-                         checksum=migration.checksum, direction=p["direction"], dry_run=module.check_mode)
-    except (RuntimeError, MigrationFileError, SpecError) as exc:
-        module.fail_json(msg=str(exc))
-    diff = result.pop("diff", None)
-    if module._diff and diff:
-        result["diff"] = diff
+        results = [modules.public(r) for r in exc.details.pop("results", [])]
+        module.fail_json(msg=str(exc), results=results, failed_file=exc.details,
+                         attempts=exc.details.get("attempts", []), applied=modules.changed_versions(results),
+                         changed=any(r.get("changed") and not r.get("dry_run") for r in results))
+    except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
+        module.fail_json(msg=modules.describe(exc, "applying the migrations"), results=[], applied=[])
+    results = [modules.public(r) for r in summary["results"]]
+    result = {"changed": summary["changed"], "results": results, "applied": modules.changed_versions(results),
+              "msg": "; ".join(r["msg"] for r in results) or "no file to run"}
+    if summary.get("schema_changes") is not None:
+        result["schema_changes"] = summary["schema_changes"]
+    diffs = [r.pop("diff") for r in summary["results"] if r.get("diff")]
+    if module._diff and diffs:
+        result["diff"] = diffs
     module.exit_json(**result)
 
 

@@ -90,6 +90,33 @@ def validate(checks: Any) -> list[dict[str, Any]]:
     return result
 
 
+SPEC_KEYS = {"migration", "description", "checks"}
+
+
+def load_spec(path: str) -> list[dict[str, Any]]:
+    """The validated checks of a spec file, or SpecError saying what to fix; nothing runs before."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the verification spec: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if document is None:
+        raise SpecError(f"{path}: the spec is empty; it needs 'checks:' with at least one check")
+    if not isinstance(document, dict):
+        raise SpecError(f"{path}: a spec is a mapping with 'checks:' (and optionally migration, description)")
+    unknown = set(document) - SPEC_KEYS
+    if unknown:
+        raise SpecError(f"{path}: unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(SPEC_KEYS)}")
+    try:
+        return validate(document.get("checks"))
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from exc
+
+
 def plain(value: Any) -> Any:
     """A column value as YAML/JSON would write it, so expectations can be plain data."""
     if value is None or isinstance(value, (bool, int, str)):
@@ -137,7 +164,8 @@ class SetupFailed(Exception):
 def _run_one(conn: Connection, check: dict[str, Any]) -> dict[str, Any]:
     import psycopg
 
-    outcome: dict[str, Any] = {"name": check["name"], "severity": check["severity"]}
+    outcome: dict[str, Any] = {"name": check["name"], "severity": check["severity"],
+                               **({"spec": check["spec"]} if check.get("spec") else {})}
     wanted_state = check["expect"].get("sqlstate")
     try:
         with conn.transaction() as savepoint, conn.cursor() as cur:

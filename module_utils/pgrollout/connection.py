@@ -29,6 +29,8 @@ CONNECTION_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
 }
 
 APPLICATION_NAME = "pgrollout"
+# Passfiles are named with the creating pid, so a later run can tell a dead run's leftover.
+PASSFILE_PREFIX = "pgrollout-pass-"
 
 
 def libpq_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +96,7 @@ def client_environment(params: dict[str, Any]) -> Iterator[dict[str, str]]:
     if not params.get("login_password"):
         yield env
         return
-    fd, path = tempfile.mkstemp(prefix="pgrollout-pass-")
+    fd, path = tempfile.mkstemp(prefix=f"{PASSFILE_PREFIX}{os.getpid()}-")
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as handle:

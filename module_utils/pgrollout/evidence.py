@@ -15,13 +15,15 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 MIGRATION_FIELDS = ("version", "name", "path", "direction", "checksum", "changed", "statements", "duration_ms",
-                    "locks", "attempts", "schema_changes", "msg", "error", "checks_summary", "dry_run",
-                    "transactional", "dry_runnable", "drift_accepted")
+                    "lock_hold_ms", "locks", "attempts", "schema_changes", "msg", "error", "checks_summary",
+                    "dry_run", "transactional", "dry_runnable", "too_slow_to_dry_run", "drift_accepted", "spec",
+                    "notes")
+LEASE_FIELDS = ("event", "holder", "leftovers", "msg")
 BACKUP_FIELDS = ("path", "manifest", "format", "sha256", "size_bytes", "database_size_bytes", "table_count",
                  "validated", "removed", "msg")
 REHEARSAL_FIELDS = ("rehearsal", "msg")
 RESTORE_FIELDS = ("sha256", "drop_first", "tables", "msg")
-CHECK_FIELDS = ("name", "severity", "status", "expected", "actual", "error")
+CHECK_FIELDS = ("name", "spec", "severity", "status", "expected", "actual", "error")
 
 
 def _pick(result: dict[str, Any] | None, fields: tuple[str, ...]) -> dict[str, Any] | None:
@@ -33,8 +35,18 @@ def _pick(result: dict[str, Any] | None, fields: tuple[str, ...]) -> dict[str, A
 def _checks(result: dict[str, Any] | None, spec: str | None) -> dict[str, Any] | None:
     if not result or result.get("skipped"):
         return None
-    return {"spec": spec, "passed": result.get("passed"), "failed": result.get("not_passed"),
-            "results": [_pick(r, CHECK_FIELDS) for r in result.get("results", [])]}
+    specs = sorted({r["spec"] for r in result.get("results", []) if r.get("spec")})
+    return {"spec": spec or ", ".join(specs) or None, "passed": result.get("passed"),
+            "failed": result.get("not_passed"), "results": [_pick(r, CHECK_FIELDS) for r in result.get("results", [])]}
+
+
+def _migrations(steps: dict[str, Any]) -> list[dict[str, Any]]:
+    results = [*(steps.get("migrate") or {}).get("results", []), *(steps.get("rollback") or {}).get("results", [])]
+    picked = [_pick(r, MIGRATION_FIELDS) for r in results if r]
+    for entry in picked:
+        # a change without a spec: audited, but not verified (pgrollout_require_verification decides)
+        entry["verified"] = bool(entry.get("spec")) if entry.get("changed") else None
+    return picked
 
 
 def outcome(failure: dict[str, Any] | None, dry_run: bool) -> str:
@@ -55,7 +67,6 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
                  dry_run: bool, steps: dict[str, Any], failure: dict[str, Any] | None,
                  context: dict[str, Any], marks: dict[str, str] | None = None) -> dict[str, Any]:
     preflight = (steps.get("preflight") or {}).get("facts") or {}
-    migrate = steps.get("migrate") or {}
     finished = datetime.datetime.now(datetime.UTC)
     gates = steps.get("gates") or {}
     return {
@@ -80,17 +91,20 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
         "backup": _pick(steps.get("backup"), BACKUP_FIELDS),
         "backup_rehearsal": _pick(steps.get("backup_rehearsal"), REHEARSAL_FIELDS),
         "restore": _pick(steps.get("restore"), RESTORE_FIELDS),
-        "migrations": [_pick(r, MIGRATION_FIELDS) for r in [*migrate.get("results", []), steps.get("rollback")]
-                       if r and not r.get("skipped")],
+        "lease": _pick(steps.get("lease"), LEASE_FIELDS),
+        "migrations": _migrations(steps),
+        "unverified": [m["version"] for m in _migrations(steps) if m.get("changed") and not m.get("spec")],
         "rollback": None if not steps.get("rollback_path") and not steps.get("rollback_script_failure") else {
             "path_taken": steps.get("rollback_path"), "script_failure": steps.get("rollback_script_failure")},
-        "verification": _checks(steps.get("verify"), steps.get("verify_spec")),
-        "audit": _checks(steps.get("audit"), "verification/security_audit.yml"),
+        "verification": _checks(steps.get("verify"), None),
+        "audit": _checks(steps.get("verify_audit") or steps.get("rollback_verify_audit"),
+                         "verification/security_audit.yml"),
         "acknowledged_warnings": steps.get("acknowledged_warnings") or [],
         "gates": None if not gates or gates.get("skipped") else {
             "window": gates.get("window"), "refusals": gates.get("refusals"), "overrides": gates.get("overrides")},
         "overrides": gates.get("overrides") or [],
         "rollback_verification": _checks(steps.get("rollback_verify"), None),
+        "rollback_audit": _checks(steps.get("rollback_verify_audit"), "verification/security_audit.yml"),
         "rehearsal": [{k: step.get(k) for k in ("step", "ok", "msg", "summary") if k in step}
                       for step in steps.get("rehearsal") or []] or None,
         "failure": failure,
@@ -136,6 +150,8 @@ def markdown(record: dict[str, Any]) -> str:
         locks = ", ".join(f"{lk['relation']} {lk['mode']}" for lk in m.get("locks") or [])
         lines.append(f"- {m.get('version')}_{m.get('name')} ({m.get('checksum', '')[:12]}): {m.get('msg')}"
                      + (f"; {m.get('duration_ms')} ms" if m.get("duration_ms") is not None else "")
+                     + (f"; locks held {m.get('lock_hold_ms')} ms" if m.get("lock_hold_ms") is not None else "")
+                     + ("; UNVERIFIED (no spec)" if m.get("verified") is False else "")
                      + (f"; locks: {locks}" if locks else ""))
     if not record["migrations"]:
         lines.append("- nothing to apply")

@@ -1,10 +1,9 @@
 """Read-only facts about a target database, for preflight and evidence."""
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
-from . import connection, ledger, locks, sqlfile
+from . import connection, lease, ledger, locks, plan, sqlfile
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection, Cursor
@@ -22,30 +21,6 @@ def server(cur: Cursor) -> dict[str, Any]:
     return {"server_version": version, "server_version_num": num, "server_major": num // 10000,
             "database": db, "current_user": user, "in_recovery": in_recovery,
             "superuser": bool(superuser), "has_auth_schema": has_auth, "database_size_bytes": size}
-
-
-def migrations(cur: Cursor, migrations_dir: str | None, accept_drift: list[str] = ()) -> dict[str, Any]:
-    applied = ledger.read(cur)
-    result: dict[str, Any] = {
-        "applied": sorted(applied, key=int),
-        "applied_checksums": {v: a.checksum for v, a in applied.items()},
-    }
-    if migrations_dir:
-        files = [sqlfile.load(p) for p in sqlfile.find_migrations(migrations_dir)]
-        result["files"] = [{"version": f.version, "name": f.name, "path": f.path, "checksum": f.checksum}
-                           for f in files]
-        result["pending"] = [os.path.basename(f.path) for f in files if f.version not in applied]
-        result["pending_paths"] = [f.path for f in files if f.version not in applied]
-        drifted = [f for f in files if applied.get(f.version) and applied[f.version].checksum
-                   and applied[f.version].checksum != f.checksum]
-        result["drifted"] = [f.path for f in drifted if f.version not in accept_drift]
-        result["drift_accepted"] = [f.path for f in drifted if f.version in accept_drift]
-        newest = max((int(v) for v in applied), default=0)
-        result["out_of_order"] = [os.path.basename(f.path) for f in files
-                                  if f.version not in applied and int(f.version) < newest]
-        known = {f.version for f in files}
-        result["missing_files"] = sorted((v for v in applied if v not in known), key=int)
-    return result
 
 
 def rls(cur: Cursor, schemas: list[str]) -> dict[str, bool]:
@@ -73,15 +48,12 @@ def sessions(cur: Cursor, older_than: str) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
 
-def lock_holders(cur: Cursor, pending_paths: list[str]) -> dict[str, Any]:
-    """Sessions holding locks on the existing tables the pending migrations will lock."""
-    plan: dict[str, str] = {}
-    for path in pending_paths:
-        for relation, mode in locks.lock_plan(sqlfile.load(path).statements).items():
-            plan[relation] = locks.stronger(plan.get(relation), mode)
-    resolved = locks.resolve(cur, plan)
-    tables = [plain for _, plain, _ in resolved]
-    return {"tables": {plain: mode for _, plain, mode in resolved}, "holders": locks.holders(cur, tables)}
+def lock_holders(cur: Cursor, paths: list[str], layout: plan.Layout | None = None) -> dict[str, Any]:
+    """Sessions holding locks on the existing tables the given files will lock."""
+    files = [sqlfile.load(p, "0", "x") for p in paths]
+    resolved = locks.resolve(cur, locks.merge([locks.lock_plan(f.statements) for f in files]))
+    tables = [locks.plain(s, n) for s, n, _ in resolved]
+    return {"tables": {locks.plain(s, n): mode for s, n, mode in resolved}, "holders": locks.holders(cur, tables)}
 
 
 def pooler(params: dict[str, Any]) -> dict[str, Any]:
@@ -103,15 +75,35 @@ def pooler(params: dict[str, Any]) -> dict[str, Any]:
     return {"suspected": shared or port_hint, "reason": reason}
 
 
-def gather(conn: Connection, migrations_dir: str | None, rls_schemas: list[str], long_running: str,
-           accept_drift: list[str] = ()) -> dict[str, Any]:
+def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str], long_running: str,
+           accept_drift: list[str] = (), rollback: dict[str, Any] | None = None,
+           require_spec: bool = False) -> dict[str, Any]:
+    """Everything preflight needs, in one READ ONLY transaction.
+
+    With `rollback` ({"to": version or None, "version": version or None}) the
+    migrations to roll back are chosen too (rollback_plan), or rollback_error says why not.
+    """
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SET TRANSACTION READ ONLY")
-        result = {
-            **server(cur),
-            "migrations": migrations(cur, migrations_dir, accept_drift),
-            "rls": rls(cur, rls_schemas),
-            "long_running_sessions": sessions(cur, long_running),
-        }
-        result["locks"] = lock_holders(cur, result["migrations"].get("pending_paths", []))
+        result = {**server(cur), "rls": rls(cur, rls_schemas), "long_running_sessions": sessions(cur, long_running),
+                  "lease": lease.holder(cur)}
+        state = plan.status(cur, layout, accept_drift) if layout else {
+            "applied": [a.version for _, a in sorted(ledger.read(cur).items())]}
+        result["migrations"] = state
+        to_lock = state.get("pending_paths", [])
+        if layout and rollback is None:
+            try:  # every pending file and spec read and checked before anything changes
+                plan.build(layout, to_lock, "up", require_spec)
+            except plan.PlanError as exc:
+                result["plan_error"] = str(exc)
+        if rollback is not None and layout:
+            try:
+                targets = plan.rollback_targets(state, rollback.get("to"), rollback.get("version"))
+                plan.build(layout, [t["path"] for t in targets], "down", require_spec)
+                result["rollback_plan"] = targets
+                to_lock = [t["down"] for t in targets]
+            except plan.PlanError as exc:
+                result["rollback_plan"], result["rollback_error"] = [], str(exc)
+                to_lock = []
+        result["locks"] = lock_holders(cur, to_lock)
         return result

@@ -3,7 +3,14 @@
 supabase_migrations.schema_migrations is written exactly as the Supabase CLI
 writes it (version, statements, name), so `supabase migration list` and
 `supabase db push` agree with pgrollout. pgrollout.migrations holds the
-checksum of what was applied; pgrollout.history keeps every apply and rollback.
+checksum of what was applied; pgrollout.history keeps every apply and rollback;
+pgrollout.steps the progress of a non-transactional file; pgrollout.lease the
+run that holds the database (lease.py).
+
+The tool's tables are created or upgraded once per run, by `ensure`, in a short
+transaction of its own under lock_timeout, and only when something is missing:
+never inside a migration's transaction (an ALTER TABLE there would take ACCESS
+EXCLUSIVE on the ledger after every other lock, behind any reader of it).
 """
 from __future__ import annotations
 
@@ -11,45 +18,86 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
-    from psycopg import Cursor
+    from psycopg import Connection, Cursor
 
-ENSURE_SQL = (
-    "CREATE SCHEMA IF NOT EXISTS supabase_migrations",
-    "CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations "
-    "(version text NOT NULL PRIMARY KEY)",
-    "ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS statements text[]",
-    "ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS name text",
-    "CREATE SCHEMA IF NOT EXISTS pgrollout",
-    "REVOKE ALL ON SCHEMA pgrollout FROM PUBLIC",
-    """CREATE TABLE IF NOT EXISTS pgrollout.migrations (
+# (what must exist, the SQL that creates it), in order.
+SCHEMA_PARTS: tuple[tuple[str, str], ...] = (
+    ("schema supabase_migrations", "CREATE SCHEMA IF NOT EXISTS supabase_migrations"),
+    ("table supabase_migrations.schema_migrations",
+     "CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations (version text NOT NULL PRIMARY KEY)"),
+    ("column supabase_migrations.schema_migrations.statements",
+     "ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS statements text[]"),
+    ("column supabase_migrations.schema_migrations.name",
+     "ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS name text"),
+    ("schema pgrollout", "CREATE SCHEMA IF NOT EXISTS pgrollout; REVOKE ALL ON SCHEMA pgrollout FROM PUBLIC"),
+    ("table pgrollout.migrations", """CREATE TABLE IF NOT EXISTS pgrollout.migrations (
         version text PRIMARY KEY,
         name text NOT NULL,
         checksum text NOT NULL,
         applied_at timestamptz NOT NULL DEFAULT now(),
         applied_by text NOT NULL DEFAULT current_user,
         duration_ms integer NOT NULL,
-        run_id text)""",
-    """CREATE TABLE IF NOT EXISTS pgrollout.history (
+        run_id text)"""),
+    ("table pgrollout.history", """CREATE TABLE IF NOT EXISTS pgrollout.history (
         id bigserial PRIMARY KEY,
         version text NOT NULL,
         name text NOT NULL,
-        direction text NOT NULL CHECK (direction IN ('up', 'down', 'drift_accepted')),
+        direction text NOT NULL,
         checksum text NOT NULL,
         at timestamptz NOT NULL DEFAULT now(),
         by text NOT NULL DEFAULT current_user,
         duration_ms integer NOT NULL,
         run_id text,
-        note text)""",
-    # Progress of a non-transactional migration, so a failed run resumes after its last step.
-    """CREATE TABLE IF NOT EXISTS pgrollout.steps (
+        note text)"""),
+    # Older installs limited direction to up/down/drift_accepted.
+    ("no constraint pgrollout.history.history_direction_check",
+     "ALTER TABLE pgrollout.history DROP CONSTRAINT IF EXISTS history_direction_check"),
+    ("table pgrollout.steps", """CREATE TABLE IF NOT EXISTS pgrollout.steps (
         version text NOT NULL,
         checksum text NOT NULL,
         statement_number integer NOT NULL,
         applied_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (version, statement_number))""",
+        PRIMARY KEY (version, statement_number))"""),
+    ("column pgrollout.steps.direction",
+     "ALTER TABLE pgrollout.steps ADD COLUMN IF NOT EXISTS direction text NOT NULL DEFAULT 'up'"),
+    ("column pgrollout.steps.statement_sha",
+     "ALTER TABLE pgrollout.steps ADD COLUMN IF NOT EXISTS statement_sha text"),
+    ("table pgrollout.lease", """CREATE TABLE IF NOT EXISTS pgrollout.lease (
+        scope text PRIMARY KEY DEFAULT 'database' CHECK (scope = 'database'),
+        run_id text NOT NULL,
+        kind text NOT NULL,
+        inventory_host text,
+        os_user text,
+        control_node text,
+        controller_pid integer,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        heartbeat_at timestamptz NOT NULL DEFAULT now(),
+        ttl_seconds integer NOT NULL)"""),
+    ("table pgrollout.lease_events", """CREATE TABLE IF NOT EXISTS pgrollout.lease_events (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        event text NOT NULL,
+        run_id text NOT NULL,
+        by_run_id text,
+        by_user text NOT NULL DEFAULT current_user,
+        reason text)"""),
 )
 
-# One key for every pgrollout run on a database: rollouts and rollbacks exclude each other.
+_EXISTING_SQL = """
+SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname IN ('supabase_migrations', 'pgrollout')
+UNION ALL
+SELECT 'table ' || n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('supabase_migrations', 'pgrollout') AND c.relkind IN ('r', 'p')
+UNION ALL
+SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('supabase_migrations', 'pgrollout') AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'constraint pgrollout.history.' || conname FROM pg_constraint
+WHERE conrelid = to_regclass('pgrollout.history')
+"""
+
+# One key for every pgrollout run on a database: held for each commit.
 ADVISORY_LOCK_KEY = 0x7067726F6C6C  # "pgroll"
 
 
@@ -60,9 +108,30 @@ class Applied:
     checksum: str | None  # None when applied by another tool (the Supabase CLI)
 
 
-def ensure(cur: Cursor) -> None:
-    for sql in ENSURE_SQL:
-        cur.execute(sql)
+def missing_parts(cur: Cursor) -> list[str]:
+    cur.execute(_EXISTING_SQL)
+    existing = {row[0] for row in cur.fetchall()}
+    result = []
+    for what, _ in SCHEMA_PARTS:
+        if what.startswith("no "):
+            if what[3:] in existing:
+                result.append(what)
+        elif what not in existing:
+            result.append(what)
+    return result
+
+
+def ensure(conn: Connection, lock_timeout: str = "5s") -> list[str]:
+    """Create or upgrade the tool's tables, in a transaction of its own; returns what it created."""
+    with conn.transaction(), conn.cursor() as cur:
+        missing = missing_parts(cur)
+        if not missing:
+            return []
+        cur.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
+        for what, sql in SCHEMA_PARTS:
+            if what in missing:
+                cur.execute(sql)
+    return missing
 
 
 def exists(cur: Cursor) -> bool:
@@ -70,63 +139,60 @@ def exists(cur: Cursor) -> bool:
     return bool(cur.fetchone()[0])
 
 
-def read(cur: Cursor) -> dict[str, Applied]:
-    """Applied migrations by version; empty when the ledger does not exist yet."""
+def read(cur: Cursor) -> dict[int, Applied]:
+    """Applied migrations by version number; empty when the ledger does not exist yet."""
     if not exists(cur):
         return {}
     cur.execute("SELECT to_regclass('pgrollout.migrations') IS NOT NULL")
-    has_ours = cur.fetchone()[0]
-    if has_ours:
+    if cur.fetchone()[0]:
         cur.execute(
             "SELECT s.version, s.name, m.checksum FROM supabase_migrations.schema_migrations s "
-            "LEFT JOIN pgrollout.migrations m USING (version)"
-        )
+            "LEFT JOIN pgrollout.migrations m USING (version)")
     else:
         cur.execute("SELECT version, name, NULL FROM supabase_migrations.schema_migrations")
-    return {row[0]: Applied(*row) for row in cur.fetchall()}
+    result: dict[int, Applied] = {}
+    for version, name, checksum in cur.fetchall():
+        if version.isdigit():  # the Supabase CLI only writes digits; anything else is not ours to judge
+            result[int(version)] = Applied(version, name, checksum)
+    return result
 
 
 def record(cur: Cursor, *, version: str, name: str, statements: list[str], checksum: str,
-           direction: str, duration_ms: int, run_id: str | None, note: str | None = None) -> None:
+           direction: str, duration_ms: int, run_id: str | None, note: str | None = None,
+           applied_version: str | None = None) -> None:
+    """Write an apply (up), a rollback (down) or an accepted edit, with its history row."""
     if direction == "up":
-        cur.execute(
-            "INSERT INTO supabase_migrations.schema_migrations (version, statements, name) "
-            "VALUES (%s, %s, %s)",
-            (version, statements, name),
-        )
-        cur.execute(
-            "INSERT INTO pgrollout.migrations (version, name, checksum, duration_ms, run_id) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (version, name, checksum, duration_ms, run_id),
-        )
+        cur.execute("INSERT INTO supabase_migrations.schema_migrations (version, statements, name) "
+                    "VALUES (%s, %s, %s)", (version, statements, name))
+        cur.execute("INSERT INTO pgrollout.migrations (version, name, checksum, duration_ms, run_id) "
+                    "VALUES (%s, %s, %s, %s, %s)", (version, name, checksum, duration_ms, run_id))
     elif direction == "down":
-        cur.execute("DELETE FROM supabase_migrations.schema_migrations WHERE version = %s", (version,))
-        cur.execute("DELETE FROM pgrollout.migrations WHERE version = %s", (version,))
+        recorded = applied_version or version
+        cur.execute("DELETE FROM supabase_migrations.schema_migrations WHERE version = %s", (recorded,))
+        cur.execute("DELETE FROM pgrollout.migrations WHERE version = %s", (recorded,))
     else:  # drift_accepted: the edited file becomes the applied record
-        cur.execute("UPDATE pgrollout.migrations SET checksum = %s WHERE version = %s", (checksum, version))
+        cur.execute("UPDATE pgrollout.migrations SET checksum = %s WHERE version = %s",
+                    (checksum, applied_version or version))
     cur.execute(
         "INSERT INTO pgrollout.history (version, name, direction, checksum, duration_ms, run_id, note) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (version, name, direction, checksum, duration_ms, run_id, note),
-    )
+        (version, name, direction, checksum, duration_ms, run_id, note))
 
 
-def steps_done(cur: Cursor, version: str) -> dict[int, str]:
-    """Statement number -> checksum of the steps of a non-transactional migration already run."""
-    cur.execute("SELECT to_regclass('pgrollout.steps') IS NOT NULL")
-    if not cur.fetchone()[0]:
-        return {}
-    cur.execute("SELECT statement_number, checksum FROM pgrollout.steps WHERE version = %s", (version,))
-    return dict(cur.fetchall())
+def steps_done(cur: Cursor, version: str, direction: str) -> dict[int, tuple[str, str | None]]:
+    """Statement number -> (file checksum, statement sha) of the steps of a non-transactional file already run."""
+    cur.execute("SELECT statement_number, checksum, statement_sha FROM pgrollout.steps "
+                "WHERE version = %s AND direction = %s", (version, direction))
+    return {number: (checksum, sha) for number, checksum, sha in cur.fetchall()}
 
 
-def record_step(cur: Cursor, version: str, checksum: str, number: int) -> None:
-    cur.execute("INSERT INTO pgrollout.steps (version, checksum, statement_number) VALUES (%s, %s, %s)",
-                (version, checksum, number))
+def record_step(cur: Cursor, version: str, direction: str, checksum: str, number: int, sha: str) -> None:
+    cur.execute("INSERT INTO pgrollout.steps (version, direction, checksum, statement_number, statement_sha) "
+                "VALUES (%s, %s, %s, %s, %s)", (version, direction, checksum, number, sha))
 
 
-def clear_steps(cur: Cursor, version: str) -> None:
-    cur.execute("DELETE FROM pgrollout.steps WHERE version = %s", (version,))
+def clear_steps(cur: Cursor, version: str, direction: str) -> None:
+    cur.execute("DELETE FROM pgrollout.steps WHERE version = %s AND direction = %s", (version, direction))
 
 
 def lock_holder(cur: Cursor) -> dict[str, Any] | None:
@@ -136,8 +202,7 @@ def lock_holder(cur: Cursor) -> dict[str, Any] | None:
         "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.granted "
         "AND ((l.classid::bigint << 32) | l.objid::bigint) = %s AND a.pid <> pg_backend_pid()",
-        (ADVISORY_LOCK_KEY,),
-    )
+        (ADVISORY_LOCK_KEY,))
     row = cur.fetchone()
     if row is None:
         return None

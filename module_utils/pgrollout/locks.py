@@ -42,11 +42,19 @@ def strongest_locks(rows: list[tuple[str, str]]) -> list[dict[str, str]]:
     return [{"relation": r, "mode": best[r]} for r in sorted(best)]
 
 
-def _name(range_var: Any) -> str:
-    return f"{range_var.schemaname}.{range_var.relname}" if range_var.schemaname else range_var.relname
+Relation = tuple  # (schema or None, name) as written: quoted names keep their case, unquoted are folded
 
 
-def _foreign_key_targets(create: Any) -> list[str]:
+def _name(range_var: Any) -> Relation:
+    return (range_var.schemaname or None, range_var.relname)
+
+
+def _dotted(parts: Any) -> Relation:
+    names = [p.sval for p in parts]
+    return (names[-2] if len(names) > 1 else None, names[-1])
+
+
+def _foreign_key_targets(create: Any) -> list[Relation]:
     from pglast import ast
     from pglast.enums import ConstrType
 
@@ -56,8 +64,8 @@ def _foreign_key_targets(create: Any) -> list[str]:
     return [_name(c.pktable) for c in constraints if c.contype == ConstrType.CONSTR_FOREIGN and c.pktable]
 
 
-def statement_locks(node: Any) -> list[tuple[str, str]]:
-    """(relation as written, lock mode) the statement takes on tables that may already exist."""
+def statement_locks(node: Any) -> list[tuple[Relation, str]]:
+    """((schema, name), lock mode) the statement takes on relations that may already exist."""
     from pglast import ast
     from pglast.enums import ObjectType
 
@@ -75,29 +83,42 @@ def statement_locks(node: Any) -> list[tuple[str, str]]:
     if isinstance(node, ast.CreateStmt):
         return [(t, "ShareRowExclusiveLock") for t in _foreign_key_targets(node)]
     if kind == "DropStmt" and node.removeType == ObjectType.OBJECT_POLICY:
-        return [(".".join(s.sval for s in obj[:-1]), "AccessExclusiveLock") for obj in node.objects]
+        return [(_dotted(obj[:-1]), "AccessExclusiveLock") for obj in node.objects]
     if kind == "DropStmt" and node.removeType == ObjectType.OBJECT_TABLE:
-        return [(".".join(s.sval for s in obj), DROP) for obj in node.objects]
+        return [(_dotted(obj), DROP) for obj in node.objects]
     return []
 
 
-def lock_plan(statements: list[Statement]) -> dict[str, str]:
-    """Relation as written -> strongest mode the migration takes on it."""
+def lock_plan(statements: list[Statement]) -> dict[Relation, str]:
+    """(schema, name) as written -> strongest mode the migration takes on it."""
     import pglast
 
-    plan: dict[str, str] = {}
+    plan: dict[Relation, str] = {}
     for stmt in statements:
-        (raw,) = pglast.parse_sql(stmt.text)
-        for relation, mode in statement_locks(raw.stmt):
-            plan[relation] = stronger(plan.get(relation), mode)
+        for raw in pglast.parse_sql(stmt.text):
+            for relation, mode in statement_locks(raw.stmt):
+                plan[relation] = stronger(plan.get(relation), mode)
     return plan
 
 
+def merge(plans: list[dict[Relation, str]]) -> dict[Relation, str]:
+    merged: dict[Relation, str] = {}
+    for plan in plans:
+        for relation, mode in plan.items():
+            merged[relation] = stronger(merged.get(relation), mode)
+    return merged
+
+
+# Names are resolved as the server would (search_path for unqualified ones),
+# and only the relation kinds LOCK TABLE accepts are locked up front: tables,
+# partitioned tables, views and foreign tables (not indexes, sequences or
+# materialized views, whose statements take their own locks under lock_timeout).
 _RESOLVE_SQL = """
-WITH wanted AS (SELECT * FROM unnest(%s::text[], %s::text[]) AS w(name, mode)),
-existing AS (
-  SELECT to_regclass(name) AS oid, mode FROM wanted WHERE to_regclass(name) IS NOT NULL
+WITH wanted AS (
+  SELECT to_regclass(CASE WHEN s IS NULL THEN format('%%I', n) ELSE format('%%I.%%I', s, n) END) AS oid, mode
+  FROM unnest(%s::text[], %s::text[], %s::text[]) AS w(s, n, mode)
 ),
+existing AS (SELECT oid, mode FROM wanted WHERE oid IS NOT NULL),
 -- Dropping a table also drops the foreign keys between it and other tables,
 -- which locks those tables ACCESS EXCLUSIVE too (auth.users included).
 dropped_fk AS (
@@ -106,36 +127,53 @@ dropped_fk AS (
   FROM existing e JOIN pg_constraint c ON c.contype = 'f' AND e.oid IN (c.conrelid, c.confrelid)
   WHERE e.mode = 'DropTable'
 )
-SELECT quote_ident(n.nspname) || '.' || quote_ident(r.relname), n.nspname || '.' || r.relname,
-       CASE a.mode WHEN 'DropTable' THEN 'AccessExclusiveLock' ELSE a.mode END
+SELECT n.nspname, r.relname, CASE a.mode WHEN 'DropTable' THEN 'AccessExclusiveLock' ELSE a.mode END
 FROM (SELECT oid, mode FROM existing UNION SELECT oid, mode FROM dropped_fk) a
 JOIN pg_class r ON r.oid = a.oid JOIN pg_namespace n ON n.oid = r.relnamespace
-ORDER BY 2
+WHERE r.relkind IN ('r', 'p', 'v', 'f')
+ORDER BY 1, 2
 """
 
 
-def resolve(cur: Cursor, plan: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(quoted name, plain name, strongest mode) of the planned relations that exist now."""
+def resolve(cur: Cursor, plan: dict[Relation, str]) -> list[tuple[str, str, str]]:
+    """(schema, name, strongest mode) of the planned relations that exist now and LOCK TABLE accepts."""
     if not plan:
         return []
-    names, modes = list(plan), [plan[n] for n in plan]
-    cur.execute(_RESOLVE_SQL, (names, modes))
+    keys = list(plan)
+    cur.execute(_RESOLVE_SQL, ([k[0] for k in keys], [k[1] for k in keys], [plan[k] for k in keys]))
     best: dict[tuple[str, str], str] = {}
-    for quoted, plain, mode in cur.fetchall():
-        best[(quoted, plain)] = stronger(best.get((quoted, plain)), mode)
-    return [(q, p, m) for (q, p), m in sorted(best.items(), key=lambda kv: kv[0][1])]
+    for schema, name, mode in cur.fetchall():
+        best[(schema, name)] = stronger(best.get((schema, name)), mode)
+    return [(s, n, m) for (s, n), m in sorted(best.items())]
+
+
+def plain(schema: str, name: str) -> str:
+    return f"{schema}.{name}"
 
 
 def take_all(cur: Cursor, resolved: list[tuple[str, str, str]], lock_timeout: str) -> None:
     """Take every planned lock in ONE statement bounded by lock_timeout as a whole."""
+    import secrets
+
+    from psycopg import sql
+
     if not resolved:
         return
-    body = "\n".join(f"  LOCK TABLE {quoted} IN {SQL_MODE[mode]} MODE;" for quoted, _, mode in resolved)
-    cur.execute("SELECT set_config('statement_timeout', current_setting('lock_timeout'), true), "
-                "current_setting('statement_timeout')")
-    previous = cur.fetchone()[1]
-    cur.execute(f"DO $pgrollout_locks$\nBEGIN\n{body}\nEND\n$pgrollout_locks$", prepare=False)
-    cur.execute("SELECT set_config('statement_timeout', %s, true)", (previous,))
+    body = "\n".join(
+        sql.SQL("  LOCK TABLE {}.{} IN {} MODE;").format(sql.Identifier(s), sql.Identifier(n),
+                                                         sql.SQL(SQL_MODE[m])).as_string(cur)
+        for s, n, m in resolved)
+    tag = f"$pgrollout_locks_{secrets.token_hex(8)}$"
+    # Read the statement_timeout in force BEFORE changing it (a SELECT that sets
+    # and reads it in one go returns the new value twice).
+    cur.execute("SHOW statement_timeout")
+    previous = cur.fetchone()[0]
+    cur.execute("SELECT set_config('statement_timeout', %s, true)", (lock_timeout,))
+    try:
+        cur.execute(f"DO {tag}\nBEGIN\n{body}\nEND\n{tag}", prepare=False)
+    finally:
+        if cur.connection.info.transaction_status == 2:  # INTRANS: still usable
+            cur.execute("SELECT set_config('statement_timeout', %s, true)", (previous,))
 
 
 BLOCKERS_SQL = """

@@ -1,10 +1,18 @@
-"""Apply one migration file (forward or rollback) in one transaction, with its ledger entry.
+"""The engine: apply a run's plan (ordered files, one direction) on one connection.
 
-Either every statement and the ledger row commit together, or nothing does.
-Every lock the migration needs on existing tables is taken up front, within
-lock_timeout; on a lock timeout the whole transaction is retried with backoff,
-and each attempt and the sessions that blocked it are reported. Check mode runs
-the very same transaction and rolls it back, reporting locks and schema change.
+Real run: each transactional file in its own transaction (or, with
+single_transaction, all of them in one), stopping at the first failure. In a
+file's transaction: the run lease is checked, every lock it needs on existing
+tables is taken up front within lock_timeout (retried with backoff on a lock
+timeout), its statements run, its ledger rows are written and its spec's checks
+run; then, if the ansible-playbook that started us is still alive, COMMIT.
+Non-transactional files run statement by statement (steps.py).
+
+Dry run (check mode): every transactional file of the plan in ONE transaction,
+in order, a savepoint per file, so a file sees what earlier files created; each
+file's spec runs; locks and schema change are reported per file; then ROLLBACK.
+A statement that outlives the dry run's statement_timeout is reported as what
+it is: a lock held for longer than that.
 """
 from __future__ import annotations
 
@@ -13,13 +21,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import checks as checks_mod
-from . import ledger, locks, retry, schema
-from .sqlfile import NO_TRANSACTION_MARKER, MigrationFile, Statement, position_to_line
+from . import lease, ledger, locks, retry, schema
+from .controller import ControllerWatch
+from .sqlfile import MigrationFile, Statement, position_to_line
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection, Cursor
 
 strongest_locks = locks.strongest_locks
+CANCELLED = "57014"
 
 
 @dataclass
@@ -27,11 +37,35 @@ class Options:
     lock_timeout: str = "5s"
     statement_timeout: str = "5min"
     retry: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
-    lock_wait: float = 0.0  # seconds to wait for another pgrollout run to finish
+    lock_wait: float = 0.0  # seconds to wait for the advisory lock of another pgrollout session
     check_mode: bool = False
     run_id: str | None = None
     accept_drift: dict[str, str] = field(default_factory=dict)  # version -> reason
+    single_transaction: bool = False
+    dry_run_statement_timeout: str = "10s"
+    require_lease: bool = False  # check, in every transaction, that run_id holds the run lease
+    controller: ControllerWatch | None = None
+
+
+@dataclass
+class Item:
+    """One file of the plan: what to run, in which direction, with which checks."""
+
+    file: MigrationFile
+    direction: str = "up"
+    forward_checksum: str | None = None  # for down: the forward file's, recorded in the history
     checks: list[dict[str, Any]] | None = None
+    spec: str | None = None
+
+    @property
+    def number(self) -> int:
+        return int(self.file.version)
+
+    def base(self, opts: Options) -> dict[str, Any]:
+        mf = self.file
+        return {"version": mf.version, "name": mf.name, "direction": self.direction, "checksum": mf.checksum,
+                "path": mf.path, "dry_run": opts.check_mode, "transactional": mf.transactional,
+                "spec": self.spec}
 
 
 class MigrationError(Exception):
@@ -42,8 +76,12 @@ class MigrationError(Exception):
         self.details = details
 
 
-class _DryRunDone(Exception):
-    """Raised inside the transaction to roll back a check-mode run."""
+class TooSlowForDryRun(Exception):
+    """A statement cancelled by the dry run's statement_timeout."""
+
+    def __init__(self, result: dict[str, Any]):
+        super().__init__(result["msg"])
+        self.result = result
 
 
 # Tables by OID, so the locks on a table the migration dropped can still be named.
@@ -82,7 +120,7 @@ def statement_error(mf: MigrationFile, stmt: Statement, exc: Exception, applied_
 
 
 def take_rollout_lock(cur: Cursor, wait_seconds: float, session: bool = False) -> None:
-    """pgrollout's advisory lock: one run per database. Waits up to `wait_seconds`."""
+    """pgrollout's advisory lock, held for one commit. Waits up to `wait_seconds`."""
     function = "pg_try_advisory_lock" if session else "pg_try_advisory_xact_lock"
     deadline = time.monotonic() + wait_seconds
     while True:
@@ -92,7 +130,7 @@ def take_rollout_lock(cur: Cursor, wait_seconds: float, session: bool = False) -
         if time.monotonic() >= deadline:
             holder = ledger.lock_holder(cur) or {}
             raise MigrationError(
-                "another pgrollout run holds the rollout lock on this database "
+                "another pgrollout session is committing on this database "
                 f"(pid {holder.get('pid')}, application {holder.get('application_name')!r}, "
                 f"user {holder.get('user')}, connected since {holder.get('backend_start')}); "
                 f"waited {wait_seconds:g}s. Wait for it to finish, then run again",
@@ -105,8 +143,9 @@ def check_drift(mf: MigrationFile, entry: ledger.Applied, forward_checksum: str,
     """None when the applied record matches; the accepted reason; or MigrationError."""
     if not entry.checksum or entry.checksum == forward_checksum:
         return None
-    if mf.version in accept_drift:
-        return accept_drift[mf.version] or "no reason given"
+    for version, reason in accept_drift.items():
+        if str(version).isdigit() and int(version) == int(mf.version):
+            return reason or "no reason given"
     raise MigrationError(
         f"{mf.path}: migration {mf.version} was applied with checksum {entry.checksum} "
         f"but the file now has checksum {forward_checksum}. An applied migration must not be "
@@ -115,8 +154,29 @@ def check_drift(mf: MigrationFile, entry: ledger.Applied, forward_checksum: str,
         {"applied_checksum": entry.checksum, "file_checksum": forward_checksum})
 
 
+def before_commit(opts: Options) -> None:
+    if opts.controller is not None and not opts.controller.alive():
+        raise MigrationError(
+            "the ansible-playbook that started this run is gone (killed?): rolled back instead of committing. "
+            "Nothing of this file was applied; run again.", {"controller_gone": True})
+
+
+def begin(cur: Cursor, opts: Options, statement_timeout: str) -> None:
+    """Session settings of a migration transaction, its advisory lock and the lease check."""
+    cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                (opts.lock_timeout, statement_timeout))
+    if opts.check_mode:
+        return
+    take_rollout_lock(cur, opts.lock_wait)
+    if opts.require_lease:
+        try:
+            lease.check(cur, opts.run_id or "")
+        except lease.LeaseError as exc:
+            raise MigrationError(str(exc), {"lease": True}) from exc
+
+
 def _lock_failure(exc: Exception, resolved: list[tuple[str, str, str]], lock_timeout: str) -> retry.LockTimeout:
-    names = ", ".join(f"{plain} ({mode})" for _, plain, mode in resolved)
+    names = ", ".join(f"{s}.{n} ({mode})" for s, n, mode in resolved)
     error = MigrationError(
         f"could not take the migration's locks within lock_timeout {lock_timeout}: {names}. "
         "Nothing was applied.",
@@ -124,136 +184,264 @@ def _lock_failure(exc: Exception, resolved: list[tuple[str, str, str]], lock_tim
     return retry.LockTimeout(error, {"sqlstate": getattr(exc, "sqlstate", None)})
 
 
-def _run_statements(conn: Connection, cur: Cursor, mf: MigrationFile, opts: Options,
-                    plan: dict[str, str]) -> tuple[dict[str, Any], Any]:
+def _too_slow(item: Item, opts: Options, stmt: Statement, resolved: list[tuple[str, str, str]]) -> TooSlowForDryRun:
+    held = ", ".join(f"{m} on {s}.{n}" for s, n, m in resolved) or "its locks"
+    msg = (f"dry run: {item.file.path}:{stmt.line}: statement {stmt.number} would hold {held} for more than "
+           f"{opts.dry_run_statement_timeout} (cancelled at the dry run's statement_timeout; an index build "
+           "or a table rewrite?). The real run holds these locks that long: plan for it, or make the "
+           "change online (CREATE INDEX CONCURRENTLY in a non-transactional file, NOT VALID + VALIDATE, ...)")
+    return TooSlowForDryRun({**item.base(opts), "changed": True, "statements": stmt.number - 1,
+                             "too_slow_to_dry_run": True, "msg": msg,
+                             "locks": [{"relation": f"{s}.{n}", "mode": m} for s, n, m in resolved]})
+
+
+def skip_or_drift(cur: Cursor, item: Item, opts: Options) -> dict[str, Any] | None:
+    """The result when the file needs no run (applied already / not applied), or after recording accepted drift."""
+    mf = item.file
+    entry = ledger.read(cur).get(item.number)
+    result = item.base(opts)
+    if item.direction == "down":
+        if entry is None:
+            return {**result, "changed": False, "statements": 0, "msg": f"migration {mf.version} is not applied"}
+        return None
+    if entry is None:
+        return None
+    reason = check_drift(mf, entry, item.forward_checksum or mf.checksum, opts.accept_drift)
+    if reason is None:
+        known = "" if entry.checksum else " (recorded by another tool, checksum unknown)"
+        return {**result, "changed": False, "statements": 0, "msg": f"migration {mf.version} is already applied{known}"}
+    ledger.record(cur, version=mf.version, name=mf.name, statements=[], checksum=mf.checksum,
+                  direction="drift_accepted", duration_ms=0, run_id=opts.run_id, note=reason,
+                  applied_version=entry.version)
+    return {**result, "changed": True, "statements": 0, "drift_accepted": reason,
+            "msg": f"accepted the edited file of applied migration {mf.version}: {reason}"}
+
+
+def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[str, Any]:
+    """Inside an open transaction (or savepoint): locks, statements, ledger rows, checks."""
     import psycopg
 
-    resolved = locks.resolve(cur, plan)
+    mf = item.file
+    skipped = skip_or_drift(cur, item, opts)
+    if skipped is not None:
+        return skipped
+    cur.execute(TABLES_SQL)
+    names_before = dict(cur.fetchall())
+    resolved = locks.resolve(cur, locks.lock_plan(mf.statements))
     try:
         with conn.transaction():
             locks.take_all(cur, resolved, opts.lock_timeout)
-    except psycopg.errors.LockNotAvailable as exc:
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
         raise _lock_failure(exc, resolved, opts.lock_timeout) from exc
-    except psycopg.errors.QueryCanceled as exc:  # statement_timeout of the combined LOCK
-        raise _lock_failure(exc, resolved, opts.lock_timeout) from exc
-    before = schema.snapshot(cur)
-    cur.execute(TABLES_SQL)
-    names_before = dict(cur.fetchall())
-    started = time.monotonic()
+    locked_at = time.monotonic()
     for stmt in mf.statements:
         try:
             cur.execute(stmt.text, prepare=False)
         except psycopg.Error as exc:
-            error = statement_error(mf, stmt, exc, "Nothing was applied: the transaction was rolled back.")
+            if opts.check_mode and exc.sqlstate == CANCELLED:
+                raise _too_slow(item, opts, stmt, resolved) from exc
+            error = statement_error(mf, stmt, exc, "Nothing of this file was applied: its transaction was rolled back.")
             if exc.sqlstate in locks.LOCK_TIMEOUT_STATES:
                 raise retry.LockTimeout(error, {"sqlstate": exc.sqlstate, "statement_number": stmt.number}) from exc
             raise error from exc
-    duration_ms = int((time.monotonic() - started) * 1000)
-    return {"duration_ms": duration_ms, "locks": held_locks(cur, names_before)}, before
-
-
-def _attempt(conn: Connection, mf: MigrationFile, opts: Options, direction: str,
-             forward_checksum: str, plan: dict[str, str]) -> dict[str, Any]:
-    result: dict[str, Any] = {"version": mf.version, "name": mf.name, "direction": direction,
-                              "checksum": mf.checksum, "path": mf.path, "dry_run": opts.check_mode}
-    try:
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
-                        (opts.lock_timeout, opts.statement_timeout))
-            take_rollout_lock(cur, opts.lock_wait)
-            entry = ledger.read(cur).get(mf.version)
-            if direction == "down" and entry is None:
-                return {**result, "changed": False, "statements": 0, "msg": f"migration {mf.version} is not applied"}
-            if direction == "up" and entry is not None:
-                reason = check_drift(mf, entry, forward_checksum, opts.accept_drift)
-                if reason is None:
-                    known = "" if entry.checksum else " (recorded by another tool, checksum unknown)"
-                    return {**result, "changed": False, "statements": 0,
-                            "msg": f"migration {mf.version} is already applied{known}"}
-                ledger.record(cur, version=mf.version, name=mf.name, statements=[], checksum=forward_checksum,
-                              direction="drift_accepted", duration_ms=0, run_id=opts.run_id, note=reason)
-                result.update(changed=True, statements=0, drift_accepted=reason,
-                              msg=f"accepted the edited file of applied migration {mf.version}: {reason}")
-                if opts.check_mode:
-                    raise _DryRunDone()
-                return result
-            ran, before = _run_statements(conn, cur, mf, opts, plan)
-            after = schema.snapshot(cur)
-            ledger.ensure(cur)
-            ledger.record(cur, version=mf.version, name=mf.name, statements=[s.text for s in mf.statements],
-                          checksum=forward_checksum, direction=direction, duration_ms=ran["duration_ms"],
-                          run_id=opts.run_id)
-            if opts.checks:
-                _verify_in_transaction(conn, mf, opts.checks, result)
-            changes = schema.diff(before, after)
-            touched = {n for kind in changes.values() for group in kind.values() for n in group}
-            verb = "applied" if direction == "up" else "rolled back"
-            result.update(
-                changed=True, statements=len(mf.statements), schema_changes=changes, **ran,
-                diff={"before": schema.render(before, touched), "after": schema.render(after, touched),
-                      "before_header": f"{mf.version} not applied" if direction == "up" else mf.version,
-                      "after_header": mf.path},
-                msg=f"{'dry run: ' if opts.check_mode else ''}{verb} {mf.version}_{mf.name}"
-                + (" and rolled back the transaction" if opts.check_mode else ""))
-            if opts.check_mode:
-                raise _DryRunDone()
-    except _DryRunDone:
-        pass
+    duration_ms = int((time.monotonic() - locked_at) * 1000)
+    ledger.record(cur, version=mf.version, name=mf.name, statements=mf.ledger_statements,
+                  checksum=item.forward_checksum or mf.checksum, direction=item.direction,
+                  duration_ms=duration_ms, run_id=opts.run_id,
+                  applied_version=None if item.direction == "up" else _applied_version(cur, item))
+    result = {**item.base(opts), "changed": True, "statements": len(mf.statements), "duration_ms": duration_ms,
+              "locks": held_locks(cur, names_before), "_locked_at": locked_at}
+    if item.checks:
+        _verify_in_transaction(conn, item, result)
+    verb = "applied" if item.direction == "up" else "rolled back"
+    result["msg"] = (f"{'dry run: ' if opts.check_mode else ''}{verb} {mf.version}_{mf.name}"
+                     + (" (no statements: comment-only)" if not mf.statements else ""))
     return result
 
 
-def _verify_in_transaction(conn: Connection, mf: MigrationFile, checks: list[dict[str, Any]],
-                           result: dict[str, Any]) -> None:
-    results = checks_mod.run(conn, checks)
+def _applied_version(cur: Cursor, item: Item) -> str:
+    entry = ledger.read(cur).get(item.number)
+    return entry.version if entry else item.file.version
+
+
+def _verify_in_transaction(conn: Connection, item: Item, result: dict[str, Any]) -> None:
+    results = checks_mod.run(conn, item.checks or [])
     result["checks"], result["checks_summary"] = results, checks_mod.table(results)
     failed = checks_mod.failures(results)
     if failed:
         raise MigrationError(
-            f"{mf.path}: {len(failed)} verification check(s) failed inside the transaction "
-            f"({', '.join(r['name'] for r in failed)}); nothing was committed",
-            {"file": mf.path, "checks": results})
+            f"{item.file.path}: {len(failed)} verification check(s) of {item.spec or 'its spec'} failed inside "
+            f"the transaction ({', '.join(r['name'] for r in failed)}); nothing of this file was committed",
+            {"file": item.file.path, "checks": results, "checks_summary": result["checks_summary"]})
 
 
-def blockers_report(conn: Connection, plan: dict[str, str]) -> list[dict[str, Any]]:
+def _finish_hold(result: dict[str, Any], until: float) -> dict[str, Any]:
+    locked_at = result.pop("_locked_at", None)
+    if locked_at is not None:
+        result["lock_hold_ms"] = int((until - locked_at) * 1000)
+    return result
+
+
+def blockers_report(conn: Connection, files: list[MigrationFile]) -> list[dict[str, Any]]:
     """Sessions holding locks on the planned tables, read in a transaction of its own."""
+    plan = locks.merge([locks.lock_plan(f.statements) for f in files])
     with conn.transaction(), conn.cursor() as cur:
         resolved = locks.resolve(cur, plan)
-        return locks.holders(cur, [plain for _, plain, _ in resolved])
+        return locks.holders(cur, [locks.plain(s, n) for s, n, _ in resolved])
 
 
-def apply(conn: Connection, mf: MigrationFile, options: Options | None = None, *, direction: str = "up",
-          forward_checksum: str | None = None) -> dict[str, Any]:
-    """Apply `mf`. For direction 'down' pass the forward file's checksum (the history records it)."""
-    opts = options or Options()
-    if not mf.transactional:
-        from .steps import apply_steps
-        return apply_steps(conn, mf, opts)
-    nontx = mf.non_transactional()
-    if nontx:
-        first = nontx[0]
-        raise MigrationError(
-            f"{mf.path}:{first.line}: statement {first.number} ({first.kind[1:]}) cannot run inside "
-            "a transaction. Ship it in a migration file of its own whose first line is "
-            f"'{NO_TRANSACTION_MARKER}': its statements then run one by one with the same timeouts, "
-            "and a failed run resumes after the last statement that succeeded.",
-            {"file": mf.path, "line": first.line, "statement_number": first.number})
-    plan = locks.lock_plan(mf.statements)
-    attempts: list[dict[str, Any]] = []
-
+def _with_retries(conn: Connection, files: list[MigrationFile], opts: Options, action: Any,
+                  attempts: list[dict[str, Any]]) -> Any:
     def on_timeout(timeout: retry.LockTimeout) -> dict[str, Any]:
-        return {**timeout.details, "blockers": blockers_report(conn, plan)}
+        return {**timeout.details, "blockers": blockers_report(conn, files)}
 
     try:
-        result = retry.run(lambda: _attempt(conn, mf, opts, direction, forward_checksum or mf.checksum, plan),
-                           opts.retry, on_timeout, attempts)
+        return retry.run(action, opts.retry, on_timeout, attempts)
     except MigrationError as exc:
-        exc.details["attempts"] = attempts
+        exc.details["attempts"] = list(attempts)
         if attempts and attempts[-1]["outcome"] == "lock_timeout":
             exc.args = (f"{exc} Gave up after {len(attempts)} attempt(s) on lock timeouts; "
                         f"blocking sessions: {_describe(attempts[-1].get('blockers', []))}",)
         raise
+
+
+def apply_one(conn: Connection, item: Item, opts: Options) -> dict[str, Any]:
+    """One transactional file in a transaction of its own, retried on lock timeouts."""
+    attempts: list[dict[str, Any]] = []
+
+    def attempt() -> dict[str, Any]:
+        with conn.transaction(), conn.cursor() as cur:
+            begin(cur, opts, opts.statement_timeout)
+            result = run_file(conn, cur, item, opts)
+            if result["changed"]:
+                before_commit(opts)
+        return _finish_hold(result, time.monotonic())
+
+    result = _with_retries(conn, [item.file], opts, attempt, attempts)
     result["attempts"] = attempts
     return result
+
+
+def _whole_plan(conn: Connection, items: list[Item], opts: Options, results: list[dict[str, Any]]) -> None:
+    """All files in one transaction, a savepoint each; rolled back in check mode."""
+    import psycopg
+
+    results.clear()
+    not_run: list[str] = []  # files before this one whose effect the dry run could not include
+    timeout = opts.dry_run_statement_timeout if opts.check_mode else opts.statement_timeout
+    with conn.transaction() as outer, conn.cursor() as cur:
+        begin(cur, opts, timeout)
+        if opts.check_mode:
+            ledger.ensure(conn, opts.lock_timeout)  # inside the dry run: rolled back with it
+        for item in items:
+            if not item.file.transactional:
+                results.append({**item.base(opts), "changed": True, "statements": 0, "dry_runnable": False,
+                                "msg": f"not dry-runnable: {item.file.path} is non-transactional; it would run "
+                                       f"{len(item.file.statements)} statement(s) one by one"})
+                not_run.append(item.file.path)
+                continue
+            before = schema.snapshot(cur) if opts.check_mode else None
+            try:
+                with conn.transaction():
+                    result = run_file(conn, cur, item, opts)
+            except TooSlowForDryRun as slow:
+                results.append(slow.result)
+                not_run.append(item.file.path)
+                continue
+            except MigrationError as exc:
+                if not_run:
+                    exc.args = (f"{exc} This may be caused by {', '.join(not_run)}, which the dry run could not "
+                                "run before it.",)
+                    exc.details["caused_by_not_dry_run"] = list(not_run)
+                raise
+            if before is not None and result["changed"]:
+                _add_diff(cur, item, result, before)
+            results.append(result)
+        if opts.check_mode:
+            now = time.monotonic()
+            for result in results:
+                _finish_hold(result, now)
+            raise psycopg.Rollback(outer)
+        if any(r["changed"] for r in results):
+            before_commit(opts)
+    now = time.monotonic()
+    for result in results:
+        _finish_hold(result, now)
+
+
+def _add_diff(cur: Cursor, item: Item, result: dict[str, Any], before: dict[str, Any]) -> None:
+    after = schema.snapshot(cur)
+    changes = schema.diff(before, after)
+    touched = {n for kind in changes.values() for group in kind.values() for n in group}
+    result["schema_changes"] = changes
+    result["diff"] = {"before": schema.render(before, touched), "after": schema.render(after, touched),
+                      "before_header": f"{item.file.version} {'not applied' if item.direction == 'up' else 'applied'}",
+                      "after_header": item.file.path}
+
+
+def _refuse_non_transactional_statements(items: list[Item]) -> None:
+    from .sqlfile import NO_TRANSACTION_MARKER
+
+    for item in items:
+        mf = item.file
+        nontx = mf.non_transactional() if mf.transactional else []
+        if nontx:
+            first = nontx[0]
+            raise MigrationError(
+                f"{mf.path}:{first.line}: statement {first.number} ({first.kind[1:]}) cannot run inside "
+                "a transaction. Ship it in a migration file of its own whose first line is "
+                f"'{NO_TRANSACTION_MARKER}' (or morph's, atlas's or dbmate's marker): its statements then run "
+                "one by one with the same timeouts, and a failed run resumes after the last statement that "
+                "succeeded.", {"file": mf.path, "line": first.line, "statement_number": first.number})
+
+
+def apply_plan(conn: Connection, items: list[Item], options: Options | None = None) -> dict[str, Any]:
+    """Apply the plan in order, stopping at the first failure.
+
+    Returns {"results": [...per file...], "changed": bool, "schema_changes": ...}.
+    A failure raises MigrationError whose details hold the results so far under "results".
+    """
+    opts = options or Options()
+    _refuse_non_transactional_statements(items)
+    if opts.single_transaction and not opts.check_mode:
+        blocking = [i.file.path for i in items if not i.file.transactional]
+        if blocking:
+            raise MigrationError(f"single_transaction cannot include non-transactional files: {blocking}",
+                                 {"files": blocking})
+    results: list[dict[str, Any]] = []
+    try:
+        if not opts.check_mode:
+            ledger.ensure(conn, opts.lock_timeout)
+        snapshot_before = _snapshot(conn) if not opts.check_mode else None
+        if opts.check_mode or opts.single_transaction:
+            attempts: list[dict[str, Any]] = []
+            _with_retries(conn, [i.file for i in items], opts, lambda: _whole_plan(conn, items, opts, results),
+                          attempts)
+        else:
+            _apply_each(conn, items, opts, results)
+    except MigrationError as exc:
+        exc.details["results"] = results
+        raise
+    summary: dict[str, Any] = {"results": results, "changed": any(r.get("changed") for r in results)}
+    if snapshot_before is not None and summary["changed"]:
+        changes = schema.diff(snapshot_before, _snapshot(conn))
+        summary["schema_changes"] = changes
+    return summary
+
+
+def _apply_each(conn: Connection, items: list[Item], opts: Options, results: list[dict[str, Any]]) -> None:
+    from .steps import apply_steps
+
+    for item in items:
+        if item.file.transactional:
+            results.append(apply_one(conn, item, opts))
+        else:
+            results.append(apply_steps(conn, item, opts))
+
+
+def _snapshot(conn: Connection) -> dict[str, Any]:
+    with conn.transaction(), conn.cursor() as cur:
+        return schema.snapshot(cur)
 
 
 def _describe(blockers: list[dict[str, Any]]) -> str:
@@ -261,3 +449,21 @@ def _describe(blockers: list[dict[str, Any]]) -> str:
         return "none left when checked"
     return "; ".join(f"pid {b['pid']} ({b['application_name'] or 'no application_name'}, {b['state']}, "
                      f"in transaction {b['transaction_seconds']}s, holding {b['locks']})" for b in blockers)
+
+
+def apply(conn: Connection, mf: MigrationFile, options: Options | None = None, *, direction: str = "up",
+          forward_checksum: str | None = None, checks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One file as a plan of one; returns that file's result (tests and the rehearsal use it)."""
+    item = Item(file=mf, direction=direction, forward_checksum=forward_checksum, checks=checks)
+    try:
+        summary = apply_plan(conn, [item], options)
+    except MigrationError as exc:
+        results = exc.details.get("results") or []
+        if results:
+            exc.details.setdefault("attempts", results[-1].get("attempts", []))
+        raise
+    result = summary["results"][0]
+    diff = result.get("diff")
+    if diff is None and summary.get("schema_changes") is not None:
+        result["schema_changes"] = summary["schema_changes"]
+    return result

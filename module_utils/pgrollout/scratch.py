@@ -31,9 +31,16 @@ def exists(params: dict[str, Any], name: str) -> bool:
 def create_database(params: dict[str, Any], name: str) -> None:
     from psycopg import sql
 
+    from .controller import ControllerWatch
+    from .leftovers import scratch_comment
+
     statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(_checked(name)))
+    # Who made it, so that a later run can drop it if this run dies before it does.
+    comment = sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+        sql.Identifier(name), sql.Literal(scratch_comment(ControllerWatch().controller_pid())))
     with connect(params, autocommit=True) as conn:
         conn.execute(statement)
+        conn.execute(comment)
 
 
 def drop_database(params: dict[str, Any], name: str) -> None:

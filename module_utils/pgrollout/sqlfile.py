@@ -1,4 +1,15 @@
-"""Migration files: naming, checksums, statement splitting with a real PostgreSQL parser."""
+"""Migration files: layouts, naming, markers, checksums, statement splitting with a real PostgreSQL parser.
+
+This module owns the file conventions; playbooks ask it (through pg_facts and
+pg_migrate) instead of rebuilding names in Jinja. Two layouts:
+
+  supabase  migrations/NNN_name.sql, rollbacks/NNN_name_rollback.sql (the default)
+  updown    migrations/NNN_name.up.sql and migrations/NNN_name.down.sql
+            (golang-migrate, morph)
+
+Specs are verification/NNN_name.yml and verification/NNN_name_rollback.yml in
+both. Versions compare as numbers: 6 and 006 are the same version.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,14 +17,24 @@ import os
 import re
 from dataclasses import dataclass, field
 
-# The Supabase CLI reads version and name from the file name the same way.
-FILENAME_RE = re.compile(r"^([0-9]+)_(.*)\.sql$")
-# First line of a file whose statements run one by one, outside a transaction.
+LAYOUTS = ("supabase", "updown")
+SUPABASE_RE = re.compile(r"^([0-9]+)_(.+)\.sql$")
+UPDOWN_RE = re.compile(r"^([0-9]+)_(.+)\.(up|down)\.sql$")
+# Anything that looks meant as a migration but does not match the layout is an error.
+NEAR_MISS_RE = re.compile(r"(\.sql\w*$)|(^[0-9]+[_.\- ])", re.IGNORECASE)
+# pgrollout's marker first; the others are those of tools whose files we adopt as they are.
 NO_TRANSACTION_MARKER = "-- pgrollout: no-transaction"
+NO_TRANSACTION_MARKERS = (
+    re.compile(r"^--\s*pgrollout:\s*no-transaction\s*$"),
+    re.compile(r"^--\s*morph:nontransactional\s*$"),
+    re.compile(r"^--\s*atlas:txmode\s+none\s*$"),
+    re.compile(r"^--\s*migrate:(up|down)\b.*\btransaction:false\b"),  # dbmate
+)
+BOM = "\ufeff"
 
 
 class MigrationFileError(Exception):
-    """A migration file that cannot be applied as it is."""
+    """A migration file (or folder) that cannot be used as it is; says what to fix."""
 
 
 @dataclass(frozen=True)
@@ -21,7 +42,7 @@ class Statement:
     number: int  # 1-based position in the file
     line: int  # 1-based line where the statement starts
     text: str
-    kind: str  # parser node name, e.g. CreateStmt
+    kind: str  # parser node name, e.g. CreateStmt; '!' first when it cannot run in a transaction
 
 
 @dataclass(frozen=True)
@@ -32,18 +53,43 @@ class MigrationFile:
     text: str
     checksum: str
     statements: list[Statement] = field(default_factory=list)
+    transactional: bool = True
+    # The statements exactly as the Supabase CLI records them in schema_migrations.
+    ledger_statements: list[str] = field(default_factory=list)
 
     def non_transactional(self) -> list[Statement]:
         return [s for s in self.statements if s.kind.startswith("!")]
 
+
+@dataclass(frozen=True)
+class Migration:
+    """One version: its forward file and, by convention, its rollback file and specs."""
+
+    version: str
+    name: str
+    up: str
+    down: str  # where the rollback file is (or would be)
+    spec: str
+    rollback_spec: str
+
     @property
-    def transactional(self) -> bool:
-        return self.text.split("\n", 1)[0].strip() != NO_TRANSACTION_MARKER
+    def number(self) -> int:
+        return int(self.version)
+
+    @property
+    def stem(self) -> str:
+        return f"{self.version}_{self.name}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"version": self.version, "name": self.name, "path": self.up, "down": self.down,
+                "down_exists": os.path.exists(self.down), "spec": self.spec,
+                "spec_exists": os.path.exists(self.spec), "rollback_spec": self.rollback_spec,
+                "rollback_spec_exists": os.path.exists(self.rollback_spec)}
 
 
 def normalise(text: str) -> str:
-    """Line endings to LF and exactly one trailing newline, so checkouts on any OS agree."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    """No BOM, line endings to LF and exactly one trailing newline, so checkouts on any OS agree."""
+    text = text.removeprefix(BOM).replace("\r\n", "\n").replace("\r", "\n")
     return text.rstrip("\n") + "\n"
 
 
@@ -51,12 +97,16 @@ def checksum(text: str) -> str:
     return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()
 
 
+def version_key(version: str) -> int:
+    return int(version)
+
+
 def parse_filename(path: str) -> tuple[str, str]:
-    match = FILENAME_RE.match(os.path.basename(path))
+    """(version, name) of a forward file of the supabase layout."""
+    match = SUPABASE_RE.match(os.path.basename(path))
     if not match:
         raise MigrationFileError(
-            f"{path}: migration files are named NNN_name.sql (for example 003_add_bots.sql)"
-        )
+            f"{path}: migration files are named NNN_name.sql (for example 003_add_bots.sql)")
     return match.group(1), match.group(2)
 
 
@@ -76,37 +126,85 @@ def _kind(node: object) -> str:
     return name
 
 
-def split_statements(text: str, path: str = "<sql>") -> list[Statement]:
+def _parse(text: str, path: str) -> list[object]:
     import pglast
-    from pglast import parser
 
     try:
-        slices = list(parser.split(text, with_parser=True, only_slices=True))
-        nodes = pglast.parse_sql(text)
+        return list(pglast.parse_sql(text))
     except pglast.parser.ParseError as exc:
         # args: (message, 0-based character offset of the error)
         offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
         line = text.count("\n", 0, max(offset, 0)) + 1
         raise MigrationFileError(f"{path}:{line}: {exc.args[0]}") from exc
+
+
+def _bounds(text: str, raws: list[object]) -> list[tuple[int, int]]:
+    """(start, end) character offsets of each statement's raw text (pglast gives characters)."""
+    return [(raw.stmt_location, raw.stmt_location + raw.stmt_len if raw.stmt_len else len(text))
+            for raw in raws]
+
+
+def split_statements(text: str, path: str = "<sql>") -> list[Statement]:
+    from pglast import parser
+
+    raws = _parse(text, path)
+    slices = list(parser.split(text, with_parser=True, only_slices=True))
     return [
         Statement(number=i, line=text.count("\n", 0, sl.start) + 1, text=text[sl], kind=_kind(raw.stmt))
-        for i, (sl, raw) in enumerate(zip(slices, nodes, strict=True), start=1)
+        for i, (sl, raw) in enumerate(zip(slices, raws, strict=True), start=1)
     ]
 
 
-def load(path: str) -> MigrationFile:
-    version, name = parse_filename(path)
+def ledger_statements(text: str, raws: list[object] | None = None, path: str = "<sql>") -> list[str]:
+    """What the Supabase CLI stores in schema_migrations.statements for this file.
+
+    The CLI cuts the file at each top-level ';', keeps comments and blank lines
+    that precede a statement, trims white space and the ';', and keeps a
+    trailing comment after the last ';' as an entry of its own. The parser's
+    statement offsets start right after the previous ';', so they give the same cut.
+    """
+    raws = _parse(text, path) if raws is None else raws
+    parts = [text[start:end] for start, end in _bounds(text, raws)]
+    if raws and raws[-1].stmt_len:
+        tail = text[raws[-1].stmt_location + raws[-1].stmt_len:]
+        parts.append(tail[1:] if tail.startswith(";") else tail)
+    elif not raws:
+        parts = [text]
+    return [p.strip().rstrip(";").strip() for p in parts if p.strip().rstrip(";").strip()]
+
+
+def is_transactional(text: str) -> bool:
+    """False when a leading comment line carries a non-transactional marker (any supported tool's)."""
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("--"):
+            return True
+        if any(marker.match(stripped) for marker in NO_TRANSACTION_MARKERS):
+            return False
+    return True
+
+
+def load(path: str, version: str | None = None, name: str | None = None) -> MigrationFile:
+    """Read, normalise and split a migration file; version and name default to the supabase file name."""
+    if version is None or name is None:
+        version, name = parse_filename(path)
     try:
         with open(path, encoding="utf-8") as handle:
             raw = handle.read()
     except OSError as exc:
         raise MigrationFileError(f"{path}: cannot read migration file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise MigrationFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     text = normalise(raw)
-    statements = split_statements(text, path)
-    if not statements:
-        raise MigrationFileError(f"{path}: the file holds no SQL statement")
-    return MigrationFile(path=path, version=version, name=name, text=text,
-                         checksum=checksum(text), statements=statements)
+    if not text.strip():
+        raise MigrationFileError(f"{path}: the file is empty; write the migration's SQL, or a comment "
+                                 "saying why it is intentionally a no-op")
+    raws = _parse(text, path)
+    return MigrationFile(path=path, version=version, name=name, text=text, checksum=checksum(text),
+                         statements=split_statements(text, path), transactional=is_transactional(text),
+                         ledger_statements=ledger_statements(text, raws, path))
 
 
 def position_to_line(statement: Statement, position: int | None) -> int:
@@ -116,17 +214,75 @@ def position_to_line(statement: Statement, position: int | None) -> int:
     return statement.line + statement.text.count("\n", 0, position - 1)
 
 
-def find_migrations(directory: str) -> list[str]:
-    """Forward migration files in version order; a non-conforming .sql name is an error."""
+def _listing(directory: str) -> list[str]:
     try:
-        names = sorted(n for n in os.listdir(directory) if n.endswith(".sql"))
+        return sorted(n for n in os.listdir(directory) if not n.startswith("."))
     except OSError as exc:
         raise MigrationFileError(f"{directory}: cannot list migrations: {exc.strerror}") from exc
-    paths = [os.path.join(directory, n) for n in names]
-    seen: dict[str, str] = {}
-    for path in paths:
-        version, _ = parse_filename(path)
-        if version in seen:
-            raise MigrationFileError(f"{path} and {seen[version]} share version {version}")
-        seen[version] = path
-    return sorted(paths, key=lambda p: int(parse_filename(p)[0]))
+
+
+def _near_miss(directory: str, name: str, expected: str) -> MigrationFileError:
+    return MigrationFileError(
+        f"{os.path.join(directory, name)}: not a migration file name of this layout ({expected}); "
+        "rename it, or move it out of the migrations folder (it would otherwise be silently skipped)")
+
+
+def discover(migrations_dir: str, rollbacks_dir: str | None = None, verification_dir: str | None = None,
+             layout: str = "supabase") -> list[Migration]:
+    """Every migration of the folder in version order, each with its conventional companions."""
+    if layout not in LAYOUTS:
+        raise MigrationFileError(f"unknown migration layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    specs = verification_dir or migrations_dir
+    found: dict[int, Migration] = {}
+    downs: dict[int, str] = {}
+    for entry in _listing(migrations_dir):
+        path = os.path.join(migrations_dir, entry)
+        if os.path.isdir(path):
+            continue
+        if layout == "supabase":
+            match = SUPABASE_RE.match(entry)
+            if not match or UPDOWN_RE.match(entry) or entry.endswith("_rollback.sql"):
+                if NEAR_MISS_RE.search(entry):
+                    hint = ("NNN_name.sql; rollback files belong in the rollbacks folder, and "
+                            "NNN_name.up.sql/.down.sql files need pgrollout_migration_layout: updown")
+                    raise _near_miss(migrations_dir, entry, hint)
+                continue
+            version, name = match.group(1), match.group(2)
+            down = os.path.join(rollbacks_dir or migrations_dir, f"{version}_{name}_rollback.sql")
+        else:
+            match = UPDOWN_RE.match(entry)
+            if not match:
+                if NEAR_MISS_RE.search(entry):
+                    raise _near_miss(migrations_dir, entry, "NNN_name.up.sql and NNN_name.down.sql")
+                continue
+            version, name, direction = match.groups()
+            if direction == "down":
+                _claim(downs, version, path)
+                continue
+            down = os.path.join(migrations_dir, f"{version}_{name}.down.sql")
+        _claim(found, version, path)
+        found[int(version)] = Migration(version=version, name=name, up=path, down=down,
+                                        spec=os.path.join(specs, f"{version}_{name}.yml"),
+                                        rollback_spec=os.path.join(specs, f"{version}_{name}_rollback.yml"))
+    for number, path in downs.items():
+        if number not in found:
+            raise MigrationFileError(f"{path}: a down file without its up file ({os.path.basename(path)})")
+        if os.path.abspath(found[number].down) != os.path.abspath(path):
+            raise MigrationFileError(f"{path}: its name differs from its up file {found[number].up}; "
+                                     "give both the same NNN_name")
+    return [found[n] for n in sorted(found)]
+
+
+def _claim(seen: dict[int, object], version: str, path: str) -> None:
+    number = int(version)
+    if number in seen:
+        other = seen[number]
+        other_path = other.up if isinstance(other, Migration) else other
+        raise MigrationFileError(f"{path} and {other_path} share version {number} (versions compare as "
+                                 "numbers: 6 and 006 are the same): renumber one of them")
+    seen[number] = path
+
+
+def find_migrations(directory: str, layout: str = "supabase") -> list[str]:
+    """Forward migration files in version order; a near-miss name is an error."""
+    return [m.up for m in discover(directory, layout=layout)]
