@@ -16,8 +16,12 @@ description:
     dumped table's rows, so the manifest beside the archive holds the exact row
     counts of the archive, with sha256 (per file for a directory), size, table
     count and the planner's row estimates. Files 0600, folders 0700.
-  - Keeps the newest O(keep) archives of the database in O(dest_dir) and
-    removes older ones (only archives with a pgrollout manifest).
+  - Keeps the newest O(keep) archives of this host's database in O(dest_dir) and
+    removes older ones (only archives with a pgrollout manifest), never one in
+    O(protect) and never one the newest evidence in O(evidence_dir) of a still
+    applied migration names.
+  - Archive names carry the inventory host, database, label, time and run id.
+  - With O(run_id) and O(require_lease), refuses to back up unless this run holds the run lease.
   - The password reaches pg_dump through a temporary 0600 passfile, never argv.
 version_added: "0.1.0"
 options:
@@ -68,6 +72,28 @@ options:
   pg_bindir:
     description: Folder of pg_dump and pg_restore; found on PATH when not set.
     type: path
+  inventory_host:
+    description: The inventory host, in the archive's name and manifest (retention is per host and database).
+    type: str
+    default: ""
+  run_id:
+    description: The run's identifier, in the archive's name and manifest.
+    type: str
+    default: ""
+  require_lease:
+    description: Refuse unless O(run_id) holds the run lease on the database.
+    type: bool
+    default: false
+  protect:
+    description: Archives retention never removes.
+    type: list
+    elements: path
+    default: []
+  evidence_dir:
+    description:
+      - Evidence folder; the backups named by the newest record of each
+        still-applied migration are protected from retention.
+    type: path
 extends_documentation_fragment: [pgrollout]
 attributes:
   check_mode:
@@ -110,6 +136,7 @@ msg: {description: What was written (or would be, in check mode)., returned: alw
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgrollout import modules
 from ansible.module_utils.pgrollout.backup import (
     BackupError,
     DumpOptions,
@@ -118,7 +145,21 @@ from ansible.module_utils.pgrollout.backup import (
     dump,
     server_facts,
 )
-from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC
+from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible.module_utils.pgrollout.evidence import protected_backups
+from ansible.module_utils.pgrollout.lease import LeaseError, check
+
+
+def lease_and_ledger(p: dict) -> list[str]:
+    """Check the run lease (when required); return the applied versions."""
+    with connect(p) as conn, conn.transaction(), conn.cursor() as cur:
+        if p["require_lease"]:
+            check(cur, p["run_id"])
+        cur.execute("SELECT to_regclass('supabase_migrations.schema_migrations') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return []
+        cur.execute("SELECT version FROM supabase_migrations.schema_migrations")
+        return [row[0] for row in cur.fetchall()]
 
 
 def main() -> None:
@@ -135,23 +176,34 @@ def main() -> None:
         free_space_factor={"type": "float", "default": 1.0},
         keep={"type": "int", "default": 0},
         pg_bindir={"type": "path"},
+        inventory_host={"type": "str", "default": ""},
+        run_id={"type": "str", "default": ""},
+        require_lease={"type": "bool", "default": False},
+        protect={"type": "list", "elements": "path", "default": []},
+        evidence_dir={"type": "path"},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     opts = DumpOptions(format=p["format"], jobs=p["jobs"], schemas=p["schemas"], tables=p["tables"],
                        lock_wait_timeout=p["lock_wait_timeout"], compress=p["compress"],
-                       free_space_factor=p["free_space_factor"], keep=p["keep"], bindir=p["pg_bindir"])
+                       free_space_factor=p["free_space_factor"], keep=p["keep"], bindir=p["pg_bindir"],
+                       inventory_host=p["inventory_host"], run_id=p["run_id"])
     try:
         major, size = server_facts(p)
+        applied = lease_and_ledger(dict(p, require_lease=p["require_lease"] and not module.check_mode))
+        opts.protect = p["protect"] + protected_backups(p["evidence_dir"], p["inventory_host"], applied)
         if module.check_mode:
             if os.path.isdir(p["dest_dir"]):
                 check_before(p["dest_dir"], opts, major, size)
-            planned = os.path.join(p["dest_dir"], archive_name(p["login_db"], p["label"], p["format"]))
+            planned = os.path.join(p["dest_dir"], archive_name(p["login_db"], p["label"], p["format"],
+                                                               host=p["inventory_host"], run_id=p["run_id"]))
             module.exit_json(changed=True, path=planned, database_size_bytes=size,
                              msg=f"would write {planned} (database is {size} bytes before compression)")
         manifest = dump(p, p["dest_dir"], p["label"], major, size, opts)
-    except (BackupError, RuntimeError, OSError) as exc:
+    except (BackupError, RuntimeError, OSError, LeaseError) as exc:
         module.fail_json(msg=str(exc))
+    except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
+        module.fail_json(msg=modules.describe(exc, "backing the database up"))
     module.exit_json(changed=True, **manifest,
                      msg=f"wrote {manifest['path']} ({manifest['size_bytes']} bytes, {manifest['table_count']} "
                          f"tables, sha256 {manifest['sha256']}, validated: {manifest['validated']})"

@@ -6,8 +6,8 @@ DOCUMENTATION = r"""
 module: pg_lease
 short_description: The run lease - one pgrollout run that changes a database at a time
 description:
-  - C(state=present) takes the lease for O(run_id) (a row in C(pgrollout.lease):
-    run id, inventory host, OS user, control node, started, last heartbeat),
+  - C(state=present) takes the lease for O(run_id) (a row in C(pgrollout.lease) with
+    the run id, inventory host, OS user, control node, start and last heartbeat),
     creating pgrollout's tables first if needed. Another run's lease is refused,
     naming it, unless it lapsed (no heartbeat for its TTL) or O(break_run_id)
     names it with a O(break_reason); both are recorded in C(pgrollout.lease_events).

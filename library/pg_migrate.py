@@ -20,10 +20,10 @@ description:
   - With O(run_id) and O(require_lease), every transaction checks that this run
     holds the run lease (M(pg_lease)); and no transaction commits once the
     ansible-playbook that started the module is gone.
-  - Non-transactional files (first comment line C(-- pgrollout: no-transaction),
+  - "Non-transactional files (a leading comment line C(-- pgrollout: no-transaction),
     C(-- morph:nontransactional), C(-- atlas:txmode none) or dbmate's
     C(transaction:false)) run statement by statement in either direction, each
-    step recorded, and resume after the last step that succeeded.
+    step recorded, and resume after the last step that succeeded."
   - An already applied file with the same checksum reports C(changed=false);
     an applied file whose checksum changed fails with both checksums.
 version_added: "0.1.0"
@@ -31,7 +31,7 @@ options:
   files:
     description:
       - Forward migration files of the run, in the order to run them. With
-        O(direction=down), newest first: each one's rollback file runs (found by
+        O(direction=down), newest first - each one's rollback file runs (found by
         the O(layout)'s naming).
     type: list
     elements: path
@@ -90,7 +90,7 @@ options:
     default: 5min
   dry_run_statement_timeout:
     description:
-      - statement_timeout in check mode. A dry run holds real locks on the target:
+      - statement_timeout in check mode. A dry run holds real locks on the target, so
         a statement that would run longer is cancelled and reported as holding
         its locks for more than this.
     type: str

@@ -9,10 +9,19 @@ description:
   - Before anything else, compares the archive with the sha256 in its
     manifest (per file for a directory archive) and refuses a damaged one.
   - O(mode=target) makes the target database what the archive holds, in ONE
-    transaction (psql --single-transaction), so it ends restored or exactly as
-    it was. Objects created after the backup (tables, views, sequences,
-    functions, types, schemas the archive does not hold) are dropped first;
-    then the archive's script runs with C(--clean --if-exists).
+    transaction that the module opens and commits only after pg_restore exited
+    0, so it ends restored or exactly as it was. Objects created after the
+    backup (tables, views, sequences, functions, types, schemas the archive
+    does not hold) are dropped first, every name quoted as an identifier
+    (functions by their argument types); then the archive's script runs with
+    C(--clean --if-exists). A schema-scoped restore refuses to drop anything
+    that objects outside its schemas depend on.
+  - A restore into the target discards data, so it is the operator's decision -
+    it needs O(confirm), the first 12 hex digits of the archive's sha256, and
+    first reports what it would throw away (per table rows inserted, updated
+    and deleted since the backup, row counts then and now, objects created and
+    migrations applied since); with writes since the backup it also needs
+    O(discard_writes).
   - With O(tables), only those tables' rows are restored, emptied and
     reloaded in one transaction; their definitions stay.
   - O(mode=scratch) creates O(scratch_db) on the same server and restores
@@ -56,18 +65,35 @@ options:
   pg_bindir:
     description: Folder of pg_restore and psql; found on PATH when not set.
     type: path
+  confirm:
+    description: O(mode=target) - the first 12 hex digits of the archive's sha256, the operator's decision.
+    type: str
+  discard_writes:
+    description: O(mode=target) - restore even though rows were written since the backup (they are lost).
+    type: bool
+    default: false
+  run_id:
+    description: This run's identifier; with O(require_lease) a target restore runs only under its lease.
+    type: str
+  require_lease:
+    description: Refuse a target restore unless O(run_id) holds the run lease.
+    type: bool
+    default: false
 extends_documentation_fragment: [pgrollout]
 attributes:
   check_mode:
     support: full
-    description: Verifies the checksum and lists what would be dropped and restored; changes nothing.
+    description:
+      - Verifies the checksum, lists what would be dropped and restored and
+        reports what the restore would discard; changes nothing.
 author: pgrollout developers
 """
 
 EXAMPLES = r"""
-- name: Put production back to the state before 003
+- name: Put production back to the state before 003 (the operator's decision)
   pg_restore:
-    archive: /var/backups/pgrollout/prod/postgres_pre_003_20261130T100000Z.dump
+    archive: /var/backups/pgrollout/prod/prod-db__postgres__pre_003__20261130T100000Z.dump
+    confirm: 3f2a9c01b7de
     login_host: db.example.supabase.co
     login_password: "{{ vault_db_password }}"
 
@@ -85,14 +111,47 @@ drop_first:
   returned: always
   type: list
 tables: {description: Tables restored (or that would be)., returned: always, type: list}
+discard_report:
+  description:
+    - O(mode=target) what the restore discards - tables (per table rows_at_backup,
+      rows_now, inserted, updated, deleted since the backup), objects_created_since,
+      migrations_applied_since, writes_since_backup.
+  returned: mode target
+  type: dict
 rehearsal: {description: O(mode=rehearse) tables, rows and differences found., returned: when rehearsed, type: dict}
 msg: {description: What was done (or would be, in check mode)., returned: always, type: str}
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgrollout import modules
 from ansible.module_utils.pgrollout.backup import BackupError, trusted_manifest
-from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC
-from ansible.module_utils.pgrollout.restore import plan, rehearse, restore_scratch, restore_target
+from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible.module_utils.pgrollout.lease import LeaseError, check
+from ansible.module_utils.pgrollout.restore import (
+    describe_report,
+    discard_report,
+    plan,
+    rehearse,
+    restore_scratch,
+    restore_target,
+)
+
+
+def public(what: dict) -> dict:
+    return {k: v for k, v in what.items() if not k.startswith("_")}
+
+
+def decided(module: AnsibleModule, p: dict, sha256: str, report: dict) -> None:
+    """A target restore goes ahead only on the operator's explicit, informed decision."""
+    common = {"sha256": sha256, "discard_report": report}
+    if (p["confirm"] or "").lower() != sha256[:12]:
+        module.fail_json(msg=f"restoring {p['archive']} into {p['login_db']} discards data: "
+                             f"{describe_report(report)}. It needs the operator's decision: confirm with the first "
+                             f"12 hex digits of its sha256 ({sha256[:12]}).", **common)
+    if report["writes_since_backup"] and not p["discard_writes"]:
+        module.fail_json(msg=f"rows were written since the backup of {p['archive']} and the restore would discard "
+                             f"them: {describe_report(report)}. To restore anyway, also set discard_writes "
+                             "(pgrollout_restore_discard_writes=true).", **common)
 
 
 def main() -> None:
@@ -106,40 +165,55 @@ def main() -> None:
         jobs={"type": "int", "default": 1},
         lock_timeout={"type": "str", "default": "30s"},
         pg_bindir={"type": "path"},
+        confirm={"type": "str"},
+        discard_writes={"type": "bool", "default": False},
+        run_id={"type": "str"},
+        require_lease={"type": "bool", "default": False},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
-                           required_if=[("mode", "scratch", ["scratch_db"])])
+                           required_if=[("mode", "scratch", ["scratch_db"]), ("require_lease", True, ["run_id"])])
     p = module.params
     archive, mode = p["archive"], p["mode"]
     into_target = mode == "target"
     try:
-        # each restore verifies the checksum itself, first; check mode verifies it here
-        if module.check_mode:
-            sha256 = trusted_manifest(archive)["sha256"]
-            what = plan(p, archive, p["schemas"] if into_target else [], p["tables"], p["pg_bindir"],
-                        into_target=into_target)
-            module.exit_json(changed=mode != "rehearse", sha256=sha256, **what,
-                             msg=f"checksum verified; would restore {len(what['tables'])} table(s) "
-                                 f"({mode}) and first drop {len(what['drop_first'])} object(s) created since")
+        manifest = trusted_manifest(archive)  # the checksum, before anything else
+        sha256 = manifest["sha256"]
         if into_target:
+            what = plan(p, archive, p["schemas"], p["tables"], p["pg_bindir"], into_target=True)
+            report = discard_report(p, manifest, what["drop_first"])
+            if module.check_mode:
+                module.exit_json(changed=True, sha256=sha256, discard_report=report, **public(what),
+                                 msg=f"checksum verified; would restore {len(what['tables'])} table(s) and first "
+                                     f"drop {len(what['drop_first'])} object(s) created since; it would discard: "
+                                     f"{describe_report(report)}")
+            decided(module, p, sha256, report)
+            if p["require_lease"]:
+                with connect(p) as conn, conn.transaction(), conn.cursor() as cur:
+                    check(cur, p["run_id"])
             what = restore_target(p, archive, schemas=p["schemas"], tables=p["tables"],
                                   lock_timeout=p["lock_timeout"], bindir=p["pg_bindir"])
-            sha256 = what.pop("manifest")["sha256"]
-            msg = f"restored {archive} into {p['login_db']} in one transaction"
-        elif mode == "scratch":
-            sha256 = restore_scratch(p, archive, p["scratch_db"], jobs=p["jobs"], tables=p["tables"],
-                                     bindir=p["pg_bindir"])["manifest"]["sha256"]
+            what.pop("manifest")
+            module.exit_json(changed=True, sha256=sha256, discard_report=report, **what,
+                             msg=f"restored {archive} into {p['login_db']} in one transaction; discarded: "
+                                 f"{describe_report(report)}")
+        if module.check_mode:
             what = plan(p, archive, [], p["tables"], p["pg_bindir"], into_target=False)
-            msg = f"restored {archive} into the new database {p['scratch_db']}"
-        else:
-            result = rehearse(p, archive, jobs=p["jobs"], bindir=p["pg_bindir"])
-            what = plan(p, archive, [], [], p["pg_bindir"], into_target=False)
-            module.exit_json(changed=False, sha256=result["sha256"], rehearsal=result, **what,
-                             msg=f"rehearsal: {result['tables']} tables and {result['rows']} rows restored "
-                                 "as dumped; scratch database dropped")
-    except (BackupError, RuntimeError, OSError) as exc:
+            module.exit_json(changed=mode != "rehearse", sha256=sha256, **public(what),
+                             msg=f"checksum verified; would restore {len(what['tables'])} table(s) ({mode})")
+        if mode == "scratch":
+            restore_scratch(p, archive, p["scratch_db"], jobs=p["jobs"], tables=p["tables"], bindir=p["pg_bindir"])
+            what = plan(p, archive, [], p["tables"], p["pg_bindir"], into_target=False)
+            module.exit_json(changed=True, sha256=sha256, **public(what),
+                             msg=f"restored {archive} into the new database {p['scratch_db']}")
+        result = rehearse(p, archive, jobs=p["jobs"], bindir=p["pg_bindir"])
+        what = plan(p, archive, [], [], p["pg_bindir"], into_target=False)
+        module.exit_json(changed=False, sha256=result["sha256"], rehearsal=result, **public(what),
+                         msg=f"rehearsal: {result['tables']} tables and {result['rows']} rows restored "
+                             "as dumped; scratch database dropped")
+    except (BackupError, RuntimeError, OSError, LeaseError) as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=True, sha256=sha256, **what, msg=msg)
+    except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
+        module.fail_json(msg=modules.describe(exc, f"restoring {archive}"))
 
 
 if __name__ == "__main__":

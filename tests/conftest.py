@@ -165,18 +165,33 @@ class Playbook:
         paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns) if folder.exists() else []
         return [json.loads(p.read_text()) for p in paths]
 
+    def command(self, playbook: str, *args: str) -> list[str]:
+        return [str(Path(sys.executable).parent / "ansible-playbook"), playbook, "-i", str(self.inventory), *args]
+
+    @staticmethod
+    def environment(**extra: str) -> dict[str, str]:
+        return dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", **extra)
+
     def run(self, playbook: str = "rollout.yml", *args: str) -> subprocess.CompletedProcess:
         """Run it; the results land in proc.results (tests/callback_plugins/test_results.py)."""
         results = self.workdir / "results.json"
         results.unlink(missing_ok=True)
-        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "callback_plugins"),
-                   ANSIBLE_CALLBACKS_ENABLED="test_results", PGROLLOUT_TEST_RESULTS=str(results))
-        bindir = Path(sys.executable).parent
-        proc = subprocess.run([str(bindir / "ansible-playbook"), playbook, "-i", str(self.inventory), *args],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        env = self.environment(ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "callback_plugins"),
+                               ANSIBLE_CALLBACKS_ENABLED="test_results", PGROLLOUT_TEST_RESULTS=str(results))
+        proc = subprocess.run(self.command(playbook, *args), cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=600)
         proc.results = json.loads(results.read_text()) if results.exists() else {"tasks": [], "stats": {}}
         return proc
+
+    def run_raw(self, playbook: str = "rollout.yml", *args: str) -> subprocess.CompletedProcess:
+        """Run it without the results callback (several runs at once)."""
+        return subprocess.run(self.command(playbook, *args), cwd=REPO, env=self.environment(),
+                              capture_output=True, text=True, timeout=600)
+
+    def start(self, playbook: str = "rollout.yml", *args: str) -> subprocess.Popen:
+        """Start it in the background (a test that kills it)."""
+        return subprocess.Popen(self.command(playbook, *args), cwd=REPO, env=self.environment(),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     @staticmethod
     def stats(proc: subprocess.CompletedProcess, host: str = "test-target") -> dict[str, int]:

@@ -47,8 +47,11 @@ class DumpOptions:
     lock_wait_timeout: str = "30s"
     compress: int | None = None  # gzip level 0-9 (pg_dump 15); None: pg_dump's default
     free_space_factor: float = 1.0  # free space needed, as a multiple of the database size; 0 skips
-    keep: int = 0  # retention: keep the newest N archives of this database; 0 keeps all
+    keep: int = 0  # retention: keep the newest N archives of this host's database; 0 keeps all
     bindir: str | None = None
+    inventory_host: str = ""  # in the archive's name: two hosts with a database of one name never collide
+    run_id: str = ""  # in the archive's name: two runs in one second never collide
+    protect: list[str] = field(default_factory=list)  # archives retention never removes
 
 
 def tool_path(name: str, bindir: str | None = None) -> str:
@@ -90,10 +93,34 @@ def size_of(path: str) -> int:
     return os.path.getsize(path)
 
 
-def archive_name(database: str, label: str, fmt: str = "custom", now: datetime.datetime | None = None) -> str:
+def archive_name(database: str, label: str, fmt: str = "custom", now: datetime.datetime | None = None,
+                 host: str = "", run_id: str = "") -> str:
+    """HOST__DATABASE__LABEL__TIME[__RUN].ext, every part made file-name safe."""
     now = now or datetime.datetime.now(datetime.UTC)
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{database}_{label}")
-    return f"{safe}_{now.strftime('%Y%m%dT%H%M%SZ')}{FORMATS[fmt][1]}"
+    parts = [host, database, label, now.strftime("%Y%m%dT%H%M%SZ"), run_id]
+    safe = "__".join(re.sub(r"[^A-Za-z0-9_.-]", "_", part) for part in parts if part)
+    return f"{safe}{FORMATS[fmt][1]}"
+
+
+# Cumulative write counters per table: compared at restore time, they say what a restore would discard.
+_WRITES_SQL = """
+SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del
+FROM pg_stat_user_tables
+WHERE (cardinality(%(schemas)s::text[]) = 0 OR schemaname = ANY(%(schemas)s::text[]))
+"""
+
+
+def write_counters(cur: Any, schemas: list[str]) -> dict[str, dict[str, int]]:
+    cur.execute(_WRITES_SQL, {"schemas": schemas})
+    return {t: {"inserted": i, "updated": u, "deleted": d} for t, i, u, d in cur.fetchall()}
+
+
+def ledger_versions(cur: Any) -> list[str]:
+    cur.execute("SELECT to_regclass('supabase_migrations.schema_migrations') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return []
+    cur.execute("SELECT version FROM supabase_migrations.schema_migrations ORDER BY version")
+    return [row[0] for row in cur.fetchall()]
 
 
 def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
@@ -244,7 +271,10 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
     """Write, validate and checksum an archive; write its manifest; apply retention. Return the manifest."""
     opts = opts or DumpOptions()
     pg_dump, pg_dump_major = check_before(dest_dir, opts, server_major, database_size)
-    final = os.path.join(dest_dir, archive_name(params["login_db"], label, opts.format))
+    final = os.path.join(dest_dir, archive_name(params["login_db"], label, opts.format,
+                                                host=opts.inventory_host, run_id=opts.run_id))
+    if os.path.exists(final):
+        raise BackupError(f"{final} exists already: refusing to overwrite an archive")
     partial = os.path.join(dest_dir, "." + os.path.basename(final) + ".partial")
     started = datetime.datetime.now(datetime.UTC)
     clock = _Phases()
@@ -257,6 +287,7 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
                 _run(_dump_command(pg_dump, partial, snapshot, opts), env, "pg_dump")
             with clock("row_counts"):
                 counts, estimates = table_rows(cur, opts.schemas, opts.tables)
+                writes, ledger = write_counters(cur, opts.schemas), ledger_versions(cur)
             conn.rollback()
         if size_of(partial) == 0:
             raise BackupError("pg_dump wrote an empty archive")
@@ -276,6 +307,9 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
         "size_bytes": size_of(final), "database_size_bytes": database_size, "sha256": sha,
         **({"files": files} if files is not None else {}),
         "table_count": len(counts), "row_counts": counts, "row_estimates": estimates,
+        "inventory_host": opts.inventory_host, "run_id": opts.run_id,
+        # at the snapshot: a restore compares them with the target's to report what it would discard
+        "write_counters": writes, "applied_migrations": ledger,
         "validated": "full read with pg_restore" if opts.format != "plain" else "pg_dump's closing line present",
         "seconds": clock.seconds,
     }
@@ -283,7 +317,8 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
     fd = os.open(manifest_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(manifest, handle, indent=2, sort_keys=True)
-    removed = apply_retention(dest_dir, params["login_db"], opts.keep, keep_path=final)
+    removed = apply_retention(dest_dir, params["login_db"], opts.keep, keep_path=final,
+                              host=opts.inventory_host, protect=opts.protect)
     return {**manifest, "manifest": manifest_path, "removed": removed}
 
 
@@ -311,10 +346,16 @@ def _lock_down(path: str) -> None:
         os.chmod(path, 0o600)
 
 
-def apply_retention(dest_dir: str, database: str, keep: int, keep_path: str) -> list[str]:
-    """Remove all but the newest `keep` archives of `database` that have a manifest (ours)."""
+def apply_retention(dest_dir: str, database: str, keep: int, keep_path: str, host: str = "",
+                    protect: list[str] | None = None) -> list[str]:
+    """Remove all but the newest `keep` archives of this host's `database` that have a manifest (ours).
+
+    An archive in `protect` (the backup the newest evidence of an applied
+    migration names: the one its rollback may need) is never removed.
+    """
     if keep <= 0:
         return []
+    protected = {os.path.realpath(p) for p in protect or [] if p}
     manifests = []
     for name in os.listdir(dest_dir):
         if name.endswith(".manifest.json"):
@@ -323,12 +364,13 @@ def apply_retention(dest_dir: str, database: str, keep: int, keep_path: str) -> 
                     data = json.load(handle)
             except (OSError, ValueError):
                 continue
-            if data.get("database") == database and data.get("path"):
+            if data.get("database") == database and data.get("path") and data.get("inventory_host", "") == host:
                 manifests.append((data.get("finished_at", ""), data["path"], os.path.join(dest_dir, name)))
     manifests.sort(reverse=True)
     removed = []
     for _, archive, manifest_path in manifests[keep:]:
-        if archive == keep_path or os.path.dirname(os.path.abspath(archive)) != os.path.abspath(dest_dir):
+        if archive == keep_path or os.path.dirname(os.path.abspath(archive)) != os.path.abspath(dest_dir) \
+                or os.path.realpath(archive) in protected:
             continue
         _remove(archive)
         os.unlink(manifest_path)

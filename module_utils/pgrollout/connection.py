@@ -33,6 +33,19 @@ APPLICATION_NAME = "pgrollout"
 PASSFILE_PREFIX = "pgrollout-pass-"
 
 
+# connect_params that libpq's client programs (pg_dump, pg_restore, psql) read from the environment.
+LIBPQ_ENVIRONMENT = {
+    "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL", "sslcrldir": "PGSSLCRLDIR", "sslsni": "PGSSLSNI", "sslcompression": "PGSSLCOMPRESSION",
+    "requiressl": "PGREQUIRESSL", "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION", "gssencmode": "PGGSSENCMODE",
+    "krbsrvname": "PGKRBSRVNAME", "gsslib": "PGGSSLIB", "channel_binding": "PGCHANNELBINDING",
+    "options": "PGOPTIONS", "target_session_attrs": "PGTARGETSESSIONATTRS", "service": "PGSERVICE",
+    "hostaddr": "PGHOSTADDR", "connect_timeout": "PGCONNECT_TIMEOUT", "client_encoding": "PGCLIENTENCODING",
+    "require_auth": "PGREQUIREAUTH", "load_balance_hosts": "PGLOADBALANCEHOSTS",
+}
+
+
 def libpq_params(params: dict[str, Any]) -> dict[str, Any]:
     """Keyword parameters for libpq built from module parameters (password excluded)."""
     conn = {
@@ -82,6 +95,12 @@ def client_environment(params: dict[str, Any]) -> Iterator[dict[str, str]]:
     """Environment for pg_dump/pg_restore: connection in PG* variables, password in a 0600 passfile."""
     env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE")}
     conn = libpq_params(params)
+    unknown = sorted(set(params.get("connect_params") or {}) - set(LIBPQ_ENVIRONMENT) - {"application_name"})
+    if unknown:
+        raise RuntimeError(f"connect_params {unknown} cannot be passed to pg_dump, pg_restore and psql "
+                           f"(libpq environment variables exist for: {', '.join(sorted(LIBPQ_ENVIRONMENT))})")
+    env.update({LIBPQ_ENVIRONMENT[k]: str(v) for k, v in (params.get("connect_params") or {}).items()
+                if k in LIBPQ_ENVIRONMENT})
     env.update(
         {
             "PGHOST": str(conn["host"]),

@@ -22,7 +22,7 @@ LEASE_FIELDS = ("event", "holder", "leftovers", "msg")
 BACKUP_FIELDS = ("path", "manifest", "format", "sha256", "size_bytes", "database_size_bytes", "table_count",
                  "validated", "removed", "msg")
 REHEARSAL_FIELDS = ("rehearsal", "msg")
-RESTORE_FIELDS = ("sha256", "drop_first", "tables", "msg")
+RESTORE_FIELDS = ("path", "sha256", "drop_first", "tables", "discard_report", "msg")
 CHECK_FIELDS = ("name", "spec", "severity", "status", "expected", "actual", "error")
 
 
@@ -42,7 +42,7 @@ def _checks(result: dict[str, Any] | None, spec: str | None) -> dict[str, Any] |
 
 def _migrations(steps: dict[str, Any]) -> list[dict[str, Any]]:
     results = [*(steps.get("migrate") or {}).get("results", []), *(steps.get("rollback") or {}).get("results", [])]
-    picked = [_pick(r, MIGRATION_FIELDS) for r in results if r]
+    picked = [entry for entry in (_pick(r, MIGRATION_FIELDS) for r in results if r) if entry]
     for entry in picked:
         # a change without a spec: audited, but not verified (pgrollout_require_verification decides)
         entry["verified"] = bool(entry.get("spec")) if entry.get("changed") else None
@@ -240,3 +240,21 @@ def find(directory: str, *, host: str | None = None, kind: str | None = None, ou
                 continue
         records.append(record)
     return sorted(records, key=lambda r: (r.get("finished_at") or "", r.get("run_id") or ""), reverse=True)
+
+
+def protected_backups(directory: str | None, host: str, applied: list[str]) -> list[str]:
+    """For each applied migration, the backup named by the newest record that applied it."""
+    if not directory or not applied:
+        return []
+    wanted = {int(v) for v in applied if str(v).isdigit()}
+    protected, seen = [], set()
+    for record in find(directory, host=host or None):
+        backup = (record.get("backup") or {}).get("path")
+        versions = {int(m["version"]) for m in record.get("migrations") or []
+                    if m and m.get("changed") and not m.get("dry_run") and m.get("direction", "up") == "up"
+                    and str(m.get("version", "")).isdigit()}
+        for version in versions & wanted - seen:
+            seen.add(version)
+            if backup:
+                protected.append(backup)
+    return protected

@@ -19,9 +19,9 @@ import contextlib
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from .backup import BackupError, table_rows, tool_path, trusted_manifest, verify_archive
@@ -33,35 +33,80 @@ _TOC_RE = re.compile(r"^\d+; \d+ \d+ (MATERIALIZED VIEW|FOREIGN TABLE|TABLE(?! D
                      r"SEQUENCE(?! OWNED BY | SET )|FUNCTION|PROCEDURE|TYPE|DOMAIN|SCHEMA) (\S+) (.+) \S+$")
 _SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema', 'pg_toast')"
 
-# Objects in the database now, keyed like the archive's TOC: (kind, schema, name).
+# Objects in the database now, keyed like the archive's TOC: (kind, schema, name) (a function's name
+# with its argument types, as pg_restore --list prints them), with its oid and, for a function, its
+# argument types as (schema, type name) pairs to drop it by.
 _CURRENT_SQL = f"""
-SELECT 'SCHEMA', '-', n.nspname FROM pg_namespace n
+SELECT 'SCHEMA'::text, '-'::text, n.nspname::text, n.oid, NULL::text[], NULL::text[], 'pg_namespace'::text
+FROM pg_namespace n
 WHERE n.nspname NOT IN {_SYSTEM_SCHEMAS} AND n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'public'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
                   AND d.objid = n.oid AND d.deptype = 'e')
 UNION ALL
 SELECT CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'TABLE' WHEN 'v' THEN 'VIEW'
                       WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'SEQUENCE' END,
-       n.nspname, c.relname
+       n.nspname::text, c.relname::text, c.oid, NULL, NULL, 'pg_class'
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND NOT c.relispartition
   AND n.nspname NOT IN {_SYSTEM_SCHEMAS} AND n.nspname NOT LIKE 'pg\\_%%'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                   AND (d.deptype = 'e' OR (c.relkind = 'S' AND d.deptype IN ('a', 'i'))))
 UNION ALL
-SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, n.nspname,
-       p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, n.nspname::text,
+       p.proname::text || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')', p.oid,
+       ARRAY(SELECT tn.nspname::text FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)
+             JOIN pg_type ty ON ty.oid = a.t JOIN pg_namespace tn ON tn.oid = ty.typnamespace ORDER BY a.i),
+       ARRAY(SELECT ty.typname::text FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)
+             JOIN pg_type ty ON ty.oid = a.t ORDER BY a.i), 'pg_proc'
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE p.prokind IN ('f', 'p') AND n.nspname NOT IN {_SYSTEM_SCHEMAS} AND n.nspname NOT LIKE 'pg\\_%%'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                   AND d.objid = p.oid AND d.deptype = 'e')
 UNION ALL
-SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname
+SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname::text, t.typname::text, t.oid,
+       NULL, NULL, 'pg_type'
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
 WHERE t.typtype IN ('e', 'd', 'r') AND n.nspname NOT IN {_SYSTEM_SCHEMAS} AND n.nspname NOT LIKE 'pg\\_%%'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
                   AND d.objid = t.oid AND d.deptype = 'e')
 """
+
+# Objects outside the restore's schemas that depend (directly or through others) on what it would drop.
+_DEPENDENTS_SQL = """
+WITH RECURSIVE dep(classid, objid) AS (
+  SELECT d.classid, d.objid FROM pg_depend d
+  JOIN unnest(%(classes)s::text[], %(oids)s::oid[]) AS t(cls, oid) ON d.refclassid = t.cls::regclass
+   AND d.refobjid = t.oid
+  WHERE d.deptype IN ('n', 'a')
+  UNION
+  SELECT d.classid, d.objid FROM pg_depend d JOIN dep ON d.refclassid = dep.classid AND d.refobjid = dep.objid
+  WHERE d.deptype IN ('n', 'a')
+)
+SELECT DISTINCT pg_describe_object(dep.classid, dep.objid, 0), pg_identify_object(dep.classid, dep.objid, 0)
+  .schema
+FROM dep
+"""
+
+
+@dataclass(frozen=True)
+class Found:
+    """An object in the target that the archive does not hold."""
+
+    kind: str
+    schema: str
+    name: str
+    oid: int
+    arg_schemas: tuple[str, ...] | None
+    arg_types: tuple[str, ...] | None
+    catalog: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.schema, self.name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}" if self.kind == "SCHEMA" else f"{self.kind} {self.schema}.{self.name}"
 
 
 def toc(archive: str, bindir: str | None = None) -> list[str]:
@@ -86,24 +131,43 @@ def _in_scope(obj: tuple[str, str, str], schemas: list[str]) -> bool:
     return not schemas or schema in schemas
 
 
-def created_since(params: dict[str, Any], entries: list[str], schemas: list[str]) -> list[tuple[str, str, str]]:
+def created_since(params: dict[str, Any], entries: list[str], schemas: list[str]) -> list[Found]:
     """Objects in the target that the archive does not hold: created after the backup."""
     with connect(params, autocommit=True) as conn:
-        current = {tuple(row) for row in conn.execute(_CURRENT_SQL).fetchall()}
-    new = sorted(o for o in current - archive_objects(entries) if _in_scope(o, schemas))
-    new_schemas = {o[2] for o in new if o[0] == "SCHEMA"}
+        current = [Found(r[0], r[1], r[2], r[3], tuple(r[4]) if r[4] is not None else None,
+                         tuple(r[5]) if r[5] is not None else None, r[6]) for r in conn.execute(_CURRENT_SQL)]
+    held = archive_objects(entries)
+    new = sorted((o for o in current if o.key not in held and _in_scope(o.key, schemas)), key=lambda o: o.key)
+    new_schemas = {o.name for o in new if o.kind == "SCHEMA"}
     # what lies inside a new schema goes with it
-    return [o for o in new if o[0] == "SCHEMA" or o[1] not in new_schemas]
+    return [o for o in new if o.kind == "SCHEMA" or o.schema not in new_schemas]
 
 
-def _drop_sql(obj: tuple[str, str, str]) -> str:
-    kind, schema, name = obj
-    if kind == "SCHEMA":
-        return f'DROP SCHEMA IF EXISTS "{name}" CASCADE;'
-    if kind in ("FUNCTION", "PROCEDURE"):
-        fname, args = name.split("(", 1)
-        return f'DROP {kind} IF EXISTS "{schema}"."{fname}"({args} CASCADE;'
-    return f'DROP {kind} IF EXISTS "{schema}"."{name}" CASCADE;'
+def drop_statement(obj: Found, cascade: bool = True) -> Any:
+    """DROP ... IF EXISTS for an object found in the catalog: every name an identifier, never SQL text."""
+    from psycopg import sql
+
+    tail = sql.SQL(" CASCADE" if cascade else "")
+    if obj.kind == "SCHEMA":
+        return sql.SQL("DROP SCHEMA IF EXISTS {}{};").format(sql.Identifier(obj.name), tail)
+    if obj.kind in ("FUNCTION", "PROCEDURE"):
+        name = obj.name.split("(", 1)[0]
+        args = sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(s), sql.Identifier(t))
+                                  for s, t in zip(obj.arg_schemas or (), obj.arg_types or (), strict=True))
+        return sql.SQL("DROP {} IF EXISTS {}.{}({}){};").format(sql.SQL(obj.kind), sql.Identifier(obj.schema),
+                                                              sql.Identifier(name), args, tail)
+    return sql.SQL("DROP {} IF EXISTS {}.{}{};").format(sql.SQL(obj.kind), sql.Identifier(obj.schema),
+                                                       sql.Identifier(obj.name), tail)
+
+
+def outside_dependents(params: dict[str, Any], drops: list[Found], schemas: list[str]) -> list[str]:
+    """Objects outside `schemas` that a CASCADE of `drops` would reach."""
+    if not schemas or not drops:
+        return []
+    with connect(params, autocommit=True) as conn:
+        rows = conn.execute(_DEPENDENTS_SQL, {"classes": [o.catalog for o in drops],
+                                              "oids": [o.oid for o in drops]}).fetchall()
+    return sorted(description for description, schema in rows if schema is not None and schema not in schemas)
 
 
 def plan(params: dict[str, Any], archive: str, schemas: list[str], tables: list[str],
@@ -112,7 +176,7 @@ def plan(params: dict[str, Any], archive: str, schemas: list[str], tables: list[
     entries = toc(archive, bindir)
     drops = created_since(params, entries, schemas) if into_target and not tables else []
     restored = [e for e in entries if _entry_in_scope(e, schemas, tables)]
-    return {"drop_first": [_drop_sql(o) for o in drops], "entries": len(restored),
+    return {"drop_first": [o.label for o in drops], "_drops": drops, "entries": len(restored),
             "tables": sorted({f"{m.group(2)}.{m.group(3)}" for e in restored
                               if (m := _TOC_RE.match(e)) and m.group(1) == "TABLE"})}
 
@@ -133,36 +197,51 @@ def _selectors(schemas: list[str], tables: list[str]) -> list[str]:
             + [f"--table={t.split('.')[-1]}" for t in tables])
 
 
-def _quoted(table: str) -> str:
-    return ".".join('"' + part.replace('"', '""') + '"' for part in table.split(".", 1))
+def _table_identifier(table: str) -> Any:
+    from psycopg import sql
+
+    return sql.Identifier(*table.split(".", 1))
+
+
+def _preamble(params: dict[str, Any], what: dict[str, Any], schemas: list[str], tables: list[str],
+              lock_timeout: str) -> str:
+    """The SQL sent before the archive's script, inside our BEGIN: timeouts, drops, truncation."""
+    from psycopg import sql
+
+    outside = outside_dependents(params, what["_drops"], schemas)
+    if outside:
+        raise BackupError(f"a restore of schema(s) {', '.join(schemas)} would drop objects outside them "
+                          f"(they depend on what it drops): {'; '.join(outside[:20])}. Nothing was changed: "
+                          "restore the whole database, or remove those dependencies first")
+    parts = [sql.SQL("SET LOCAL lock_timeout = {};").format(sql.Literal(_setting(lock_timeout))),
+             sql.SQL("SET LOCAL client_min_messages = warning;")]
+    # A schema-scoped restore drops without CASCADE: nothing outside its scope may go with it.
+    parts += [drop_statement(o, cascade=not schemas) for o in what["_drops"]]
+    if tables:
+        parts.append(sql.SQL("TRUNCATE {};").format(sql.SQL(", ").join(_table_identifier(t) for t in tables)))
+    with connect(params, autocommit=True) as conn:
+        return "\n".join(part.as_string(conn) for part in parts) + "\n"
 
 
 def restore_target(params: dict[str, Any], archive: str, *, schemas: list[str] | None = None,
                    tables: list[str] | None = None, lock_timeout: str = "30s",
                    bindir: str | None = None) -> dict[str, Any]:
-    """Make the target what the archive holds, in one transaction.
+    """Make the target what the archive holds, in one transaction that we open and commit.
 
     With `tables`, only their rows: emptied, then reloaded from the archive (schema kept).
     """
     schemas, tables = schemas or [], tables or []
     manifest = verify_archive(archive, params, bindir)
     what = plan(params, archive, schemas, tables, bindir)
-    preamble = [f"SET lock_timeout = '{_setting(lock_timeout)}';", "SET client_min_messages = warning;",
-                *what["drop_first"]]  # the script sets it again
-    if tables:
-        preamble.append(f"TRUNCATE {', '.join(_quoted(t) for t in tables)};")
-        mode = ["--data-only"]
-    else:
-        mode = ["--clean", "--if-exists"]
+    preamble = _preamble(params, what, schemas, tables, lock_timeout)
+    mode = ["--data-only"] if tables else ["--clean", "--if-exists"]
     restore_cmd = [tool_path("pg_restore", bindir), *mode, "--file", "-", *_selectors(schemas, tables), archive]
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="pgrollout-restore-") as pre, \
-            client_environment(params) as env:
-        pre.write("\n".join(preamble) + "\n")
-        pre.flush()
-        psql = [tool_path("psql", bindir), "--no-psqlrc", "--quiet", "--no-password", "--single-transaction",
-                "--set", "ON_ERROR_STOP=1", "--file", pre.name, "--file", "-"]
-        _pipe(restore_cmd, psql, env, f"restore of {archive} into {params['login_db']}", _setting(lock_timeout))
-    return {"manifest": manifest, **what}
+    psql = [tool_path("psql", bindir), "--no-psqlrc", "--quiet", "--no-password", "--set", "ON_ERROR_STOP=1",
+            "--file", "-"]
+    with client_environment(params) as env:
+        _pipe(restore_cmd, psql, env, f"restore of {archive} into {params['login_db']}", _setting(lock_timeout),
+              preamble)
+    return {"manifest": manifest, **{k: v for k, v in what.items() if not k.startswith("_")}}
 
 
 def _setting(value: str) -> str:
@@ -171,8 +250,15 @@ def _setting(value: str) -> str:
     return value.strip()
 
 
-def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: str, lock_timeout: str) -> None:
-    """producer | consumer, with the script header's `SET lock_timeout = 0` replaced by ours."""
+def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: str, lock_timeout: str,
+          preamble: str) -> None:
+    """BEGIN; preamble; producer's script; and COMMIT only once the producer exited 0.
+
+    psql --single-transaction would commit whatever arrived when its input
+    ends, even if pg_restore died halfway: the transaction is ours instead.
+    Without our COMMIT, psql's session ends with the transaction open and the
+    server rolls it back.
+    """
     with subprocess.Popen(producer, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as first, \
             subprocess.Popen(consumer, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE) as second:
@@ -181,10 +267,17 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
                    threading.Thread(target=lambda: errors.__setitem__("second", second.stderr.read()))]
         for reader in readers:
             reader.start()
+        committed = False
         try:
+            second.stdin.write(b"BEGIN;\n" + preamble.encode())
             head = first.stdout.read(1 << 16)
+            # the script's header would lift our lock_timeout
             second.stdin.write(head.replace(b"SET lock_timeout = 0;", f"SET lock_timeout = '{lock_timeout}';".encode()))
             shutil.copyfileobj(first.stdout, second.stdin, 1 << 20)
+            first.wait()
+            if first.returncode == 0:
+                second.stdin.write(b"\nCOMMIT;\n")
+                committed = True
         except BrokenPipeError:  # psql stopped at the first error
             first.kill()
         finally:
@@ -194,9 +287,53 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
         second.wait()
         for reader in readers:
             reader.join()
-    if first.returncode != 0 or second.returncode != 0:
+    if first.returncode != 0 or second.returncode != 0 or not committed:
         message = (errors.get("second") or errors.get("first") or b"").decode(errors="replace").strip()
-        raise BackupError(f"{what} failed and was rolled back, the target is unchanged: {message}")
+        who = "pg_restore" if first.returncode != 0 else "psql"
+        raise BackupError(f"{what} failed ({who} exit {first.returncode if who == 'pg_restore' else second.returncode})"
+                          f" and was rolled back, the target is unchanged: {message or 'no message'}")
+
+
+def discard_report(params: dict[str, Any], manifest: dict[str, Any], drop_first: list[str]) -> dict[str, Any]:
+    """What restoring this archive would throw away: writes, rows, objects and migrations since the backup."""
+    from .backup import ledger_versions, write_counters
+
+    schemas = (manifest.get("scope") or {}).get("schemas") or []
+    with connect(params) as conn, conn.cursor() as cur:
+        counts, _ = table_rows(cur, schemas, (manifest.get("scope") or {}).get("tables") or [])
+        writes, ledger = write_counters(cur, schemas), ledger_versions(cur)
+        conn.rollback()
+    before_writes = manifest.get("write_counters")
+    tables = {}
+    for table in sorted(set(counts) | set(manifest.get("row_counts") or {})):
+        entry: dict[str, Any] = {"rows_at_backup": (manifest.get("row_counts") or {}).get(table),
+                                 "rows_now": counts.get(table)}
+        if before_writes is not None and table in writes:
+            old = before_writes.get(table, {"inserted": 0, "updated": 0, "deleted": 0})
+            delta = {k: writes[table][k] - old[k] for k in ("inserted", "updated", "deleted")}
+            entry.update(delta if min(delta.values()) >= 0 else {"statistics_reset": True})
+        changed = entry["rows_at_backup"] != entry["rows_now"] or any(
+            entry.get(k) for k in ("inserted", "updated", "deleted", "statistics_reset"))
+        if changed:
+            tables[table] = entry
+    later = sorted(set(ledger) - set(manifest.get("applied_migrations") or []),
+                   key=lambda v: int(v) if v.isdigit() else 0)
+    return {"tables": tables, "objects_created_since": drop_first, "migrations_applied_since": later,
+            "writes_since_backup": bool(tables), "counters_recorded": before_writes is not None,
+            "backup_taken_at": manifest.get("finished_at")}
+
+
+def describe_report(report: dict[str, Any]) -> str:
+    lines = []
+    for table, entry in report["tables"].items():
+        detail = (f"{entry.get('inserted', '?')} inserted, {entry.get('updated', '?')} updated, "
+                  f"{entry.get('deleted', '?')} deleted" if not entry.get("statistics_reset") else "statistics reset")
+        lines.append(f"{table}: rows {entry['rows_at_backup']} at backup -> {entry['rows_now']} now ({detail})")
+    if report["objects_created_since"]:
+        lines.append(f"objects created since (dropped by the restore): {', '.join(report['objects_created_since'])}")
+    if report["migrations_applied_since"]:
+        lines.append(f"migrations applied since: {', '.join(report['migrations_applied_since'])}")
+    return "; ".join(lines) or "nothing written since the backup"
 
 
 def restore_scratch(params: dict[str, Any], archive: str, scratch_db: str, *, jobs: int = 1,

@@ -27,7 +27,9 @@ def test_record_keeps_only_audit_fields_and_never_invocations():
                                    started_at="t", dry_run=False, steps=steps, failure=None,
                                    context={"operator": "me"})
     assert record["schema_version"] == 1 and record["outcome"] == "succeeded"
-    assert record["migrations"] == [{"version": "003", "name": "x", "changed": True, "msg": "applied"}]
+    assert record["migrations"] == [{"version": "003", "name": "x", "changed": True, "msg": "applied",
+                                     "verified": False}]
+    assert record["unverified"] == ["003"]
     assert "invocation" not in str(record)
     assert record["backup"] is None and record["verification"]["passed"] == 1
     assert "| c | passed |" in evidence.markdown(record)

@@ -9,7 +9,8 @@ from pgrollout import locks, retry, sqlfile
 
 
 def plan(sql: str) -> dict[str, str]:
-    return locks.lock_plan(sqlfile.split_statements(sql))
+    """The plan with (schema, name) keys written as schema.name (name alone when unqualified)."""
+    return {".".join(p for p in key if p): mode for key, mode in locks.lock_plan(sqlfile.split_statements(sql)).items()}
 
 
 @pytest.mark.parametrize("sql, expected", [
@@ -25,6 +26,9 @@ def plan(sql: str) -> dict[str, str]:
     ("DROP TABLE public.bots, runs", {"public.bots": locks.DROP, "runs": locks.DROP}),
     ("TRUNCATE a, b", {"a": "AccessExclusiveLock", "b": "AccessExclusiveLock"}),
     ("SELECT 1", {}),
+    ('ALTER TABLE "Bots" ADD COLUMN x int', {"Bots": "AccessExclusiveLock"}),
+    ('ALTER TABLE "my schema"."a ""b""" ENABLE ROW LEVEL SECURITY', {'my schema.a "b"': "AccessExclusiveLock"}),
+    ('DROP POLICY "p" ON "Odd Table"', {"Odd Table": "AccessExclusiveLock"}),
 ])
 def test_statement_lock_plan(sql, expected):
     assert plan(sql + ";") == expected

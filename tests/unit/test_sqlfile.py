@@ -75,6 +75,6 @@ def test_find_migrations_sorts_numerically_and_refuses_duplicate_versions(tmp_pa
 
 def test_empty_file_is_refused(tmp_path):
     path = tmp_path / "004_nothing.sql"
-    path.write_text("-- only a comment\n")
-    with pytest.raises(sqlfile.MigrationFileError, match="no SQL statement"):
+    path.write_text("\n  \n")
+    with pytest.raises(sqlfile.MigrationFileError, match="the file is empty"):
         sqlfile.load(str(path))
