@@ -353,6 +353,7 @@ def _whole_plan(conn: Connection, items: list[Item], opts: Options, results: lis
                     exc.args = (f"{exc} This may be caused by {', '.join(not_run)}, which the dry run could not "
                                 "run before it.",)
                     exc.details["caused_by_not_dry_run"] = list(not_run)
+                results.append(failed_result(item, opts, exc))
                 raise
             if before is not None and result["changed"]:
                 _add_diff(cur, item, result, before)
@@ -429,14 +430,23 @@ def apply_plan(conn: Connection, items: list[Item], options: Options | None = No
     return summary
 
 
+def failed_result(item: Item, opts: Options, exc: MigrationError) -> dict[str, Any]:
+    """The failed file's entry in the results: what failed, where, and that nothing of it stayed."""
+    details = {k: v for k, v in exc.details.items() if k not in ("results", "attempts", "checks")}
+    return {**item.base(opts), "changed": False, "failed": True, "statements": 0, "msg": str(exc),
+            "error": details, "attempts": exc.details.get("attempts", []),
+            **({"checks_summary": exc.details["checks_summary"]} if "checks_summary" in exc.details else {})}
+
+
 def _apply_each(conn: Connection, items: list[Item], opts: Options, results: list[dict[str, Any]]) -> None:
     from .steps import apply_steps
 
     for item in items:
-        if item.file.transactional:
-            results.append(apply_one(conn, item, opts))
-        else:
-            results.append(apply_steps(conn, item, opts))
+        try:
+            results.append(apply_one(conn, item, opts) if item.file.transactional else apply_steps(conn, item, opts))
+        except MigrationError as exc:
+            results.append(failed_result(item, opts, exc))
+            raise
 
 
 def _snapshot(conn: Connection) -> dict[str, Any]:

@@ -21,4 +21,4 @@ def public(result: dict[str, Any]) -> dict[str, Any]:
 
 def changed_versions(results: list[dict[str, Any]]) -> list[str]:
     return [r["version"] for r in results if r.get("changed") and not r.get("dry_run")
-            and not r.get("drift_accepted")]
+            and not r.get("drift_accepted") and not r.get("failed")]

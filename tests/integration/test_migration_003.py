@@ -20,9 +20,9 @@ KB = ["kb_correlations", "kb_lessons_learned", "kb_macro_events", "kb_market_reg
 NEW = ["bot_api_keys", "bots", "validation_run_shares", "validation_runs"]
 
 
-def apply(params, path=MIGRATION_003, **kwargs):
+def apply(params, path=MIGRATION_003, checks=None, **kwargs):
     with connection.connect(params) as conn:
-        return migrate.apply(conn, sqlfile.load(str(path)), migrate.Options(**kwargs))
+        return migrate.apply(conn, sqlfile.load(str(path)), migrate.Options(**kwargs), checks=checks)
 
 
 def rollback(params):
@@ -198,7 +198,7 @@ def test_a_second_concurrent_rollout_is_refused_naming_the_holder(db):
     thread.start()
     try:
         assert holder_ready.wait(10)
-        with pytest.raises(migrate.MigrationError, match=r"another pgrollout run holds .*application 'pgrollout'"):
+        with pytest.raises(migrate.MigrationError, match=r"another pgrollout session is committing .*application 'pgrollout'"):
             apply(db)
     finally:
         release.set()

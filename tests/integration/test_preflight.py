@@ -43,7 +43,7 @@ def test_preflight_proceeds_once_the_long_lock_holder_ends(playbook, db):
         blocker.release_after(6)  # the version gate play and preflight's first look take ~2 s
         proc = playbook.run()
     assert proc.returncode == 0, proc.stdout[-3000:]
-    (waited,) = playbook.task_results(proc, "Wait for those transactions to end")
+    (waited,) = playbook.task_results(proc, "Wait for long transactions holding locks on the tables the run will lock")
     assert waited["attempts"] >= 2
 
 

@@ -41,38 +41,68 @@ def test_a_rollback_returns_the_pre_migration_state_and_reports_the_reopened_gap
     assert rollback["rollback"] == {"path_taken": "script", "script_failure": None}
     assert rollback["migrations"][0]["direction"] == "down" and rollback["migrations"][0]["changed"]
     assert "pre_rollback_003" in rollback["backup"]["path"]
-    assert rollback["verification"]["spec"].endswith("003_bot_registration_sharing_rollback.yml")
+    assert rollback["rollback_verification"]["spec"].endswith("003_bot_registration_sharing_rollback.yml")
     assert {r["name"] for r in rollback["audit"]["results"] if r["status"] != "passed"} == {AUDIT_RLS}
 
 
-def test_a_failing_rollback_script_ends_in_the_restore_of_the_pre_migration_backup(playbook, db, tmp_path):
+def broken_rollback_script(playbook, tmp_path):
     rollbacks = tmp_path / "rollbacks"
     shutil.copytree(REPO / "supabase" / "rollbacks", rollbacks)
     script = rollbacks / "003_bot_registration_sharing_rollback.sql"
     script.write_text(script.read_text() + "\nSELECT 1 / 0;\n")
     playbook.set(pgrollout_rollbacks_dir=str(rollbacks))
-    rolled_out_and_back(playbook, db)
-    rollout, rollback = playbook.evidence()
-    assert rollback["rollback"]["path_taken"] == "restore"
-    assert "division by zero" in rollback["rollback"]["script_failure"]
-    assert rollback["restore"]["sha256"] == rollout["backup"]["sha256"]
-    assert 'DROP TABLE IF EXISTS "public"."bots" CASCADE;' in rollback["restore"]["drop_first"]
-    assert rollback["verification"]["failed"] == 1  # the gap, a warning
 
 
-def test_without_a_backup_a_failed_rollback_script_fails_the_play_and_changes_nothing(playbook, db, tmp_path):
+def test_a_broken_rollback_script_in_staging_leaves_the_migration_applied_and_says_how_to_restore(playbook, db,
+                                                                                                  tmp_path):
     rolled_out(playbook)
-    for path in playbook.evidence_dir.iterdir():
-        path.unlink()  # the rollout's record, and with it the backup's path, is gone
-    rollbacks = tmp_path / "rollbacks"
-    rollbacks.mkdir()
-    playbook.set(pgrollout_rollbacks_dir=str(rollbacks))  # and no rollback script
+    broken_rollback_script(playbook, tmp_path)
+    playbook.set(pgrollout_auto_restore=False)  # as in staging and prod
+    proc = playbook.run("rollback.yml")
+    assert proc.returncode != 0
+    assert "The rollback failed and nothing was restored" in proc.stdout and "division by zero" in proc.stdout
+    assert "left its migration applied" in proc.stdout and "-e pgrollout_restore_archive=" in proc.stdout
+    assert "pgrollout_confirm_restore=" in proc.stdout
+    assert query(db, "SELECT to_regclass('public.bots')::text") == [("bots",)]
+    assert query(db, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1")[-1] == ("003",)
+    record = playbook.evidence()[-1]
+    assert record["outcome"] == "failed" and record["rollback"]["path_taken"] is None
+    assert record["restore"] is None
+
+
+def test_in_dev_a_broken_rollback_script_restores_this_runs_backup_and_still_fails(playbook, db, tmp_path):
+    rolled_out(playbook)
+    broken_rollback_script(playbook, tmp_path)
     before = snapshot(db)
     proc = playbook.run("rollback.yml")
-    assert proc.returncode != 0 and "no pre-migration backup is known" in proc.stdout
+    assert proc.returncode != 0
+    assert "pgrollout_auto_restore restored this run's backup" in proc.stdout
+    assert snapshot(db) == before  # the state before this run: 003 still applied, nothing lost
+    record = playbook.evidence()[-1]
+    assert record["rollback"]["path_taken"] == "restore" and record["restore"]["sha256"] == record["backup"]["sha256"]
+    assert record["restore"]["discard_report"]["writes_since_backup"] is False
+
+
+def test_a_missing_rollback_file_or_required_spec_is_refused_before_anything_changes(playbook, db, tmp_path):
+    rolled_out(playbook)
+    rollbacks = tmp_path / "rollbacks"
+    rollbacks.mkdir()
+    playbook.set(pgrollout_rollbacks_dir=str(rollbacks))
+    before = snapshot(db)
+    for args in ((), ("--check",)):
+        proc = playbook.run("rollback.yml", *args)
+        assert proc.returncode != 0 and "003_bot_registration_sharing has no rollback file" in proc.stdout
+    assert snapshot(db) == before and not (playbook.workdir / "backups" / "x").exists()
+    assert len(list((playbook.workdir / "backups").glob("*pre_rollback*"))) == 0
+    specs = tmp_path / "verification"
+    shutil.copytree(REPO / "verification", specs)
+    (specs / "003_bot_registration_sharing_rollback.yml").unlink()
+    playbook.set(pgrollout_rollbacks_dir=str(REPO / "supabase" / "rollbacks"), pgrollout_verification_dir=str(specs),
+                 pgrollout_require_verification=True)
+    proc = playbook.run("rollback.yml")
+    assert proc.returncode != 0 and "the rollback of 003_bot_registration_sharing has no verification spec" \
+        in proc.stdout
     assert snapshot(db) == before
-    (record,) = playbook.evidence()
-    assert record["outcome"] == "failed" and "No rollback script" in record["rollback"]["script_failure"]
 
 
 def test_production_needs_confirmation_and_the_gap_acknowledged(playbook, db):
@@ -94,7 +124,8 @@ def test_check_mode_dry_runs_the_rollback_and_changes_nothing(playbook, db):
     proc = playbook.run("rollback.yml", "--check", "--diff")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert snapshot(db) == before
-    (result,) = playbook.task_results(proc, "Apply the rollback script")
-    assert result["dry_run"] and result["changed"]
+    (task,) = playbook.task_results(proc, "Apply the run's files")
+    (result,) = task["results"]
+    assert result["dry_run"] and result["changed"] and result["direction"] == "down"
     assert {"relation": "public.bots", "mode": "AccessExclusiveLock"} in result["locks"]
     assert playbook.evidence()[-1]["outcome"] == "dry_run"

@@ -20,7 +20,7 @@ def test_rollout_applies_verifies_records_and_a_second_run_changes_nothing(playb
     first = playbook.run()
     assert first.returncode == 0, first.stdout[-3000:]
     assert playbook.stats(first)["changed"] >= 2  # backup and migration
-    (verify,) = playbook.task_results(first, "Run the verification checks")
+    (verify,) = playbook.task_results(first, "Run the verification specs of the files the run changed")
     assert [r["status"] for r in verify["results"]] == ["passed"] * SPEC_CHECKS
     (record,) = playbook.evidence()
     assert record["outcome"] == "succeeded" and record["environment"] == "dev"
@@ -34,8 +34,10 @@ def test_rollout_applies_verifies_records_and_a_second_run_changes_nothing(playb
     second = playbook.run()
     assert second.returncode == 0, second.stdout[-3000:]
     assert playbook.stats(second)["changed"] == 0
-    (verify,) = playbook.task_results(second, "Run the verification checks")
-    assert verify["passed"] == SPEC_CHECKS
+    # nothing changed: no spec to run again, the audit still runs
+    assert playbook.task_results(second, "Run the verification specs of the files the run changed") == []
+    (audit,) = playbook.task_results(second, "Run the security audit")
+    assert audit["not_passed"] == 0
     assert [r["outcome"] for r in playbook.evidence()] == ["succeeded", "succeeded"]
 
 
@@ -44,12 +46,15 @@ def test_check_mode_dry_run_changes_nothing_and_records_a_dry_run(playbook, db):
     proc = playbook.run("rollout.yml", "--check", "--diff")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert snapshot(db) == before
-    (item,) = playbook.task_results(proc, "Apply the migration")
-    assert item["dry_run"] and item["changed"]
+    (task,) = playbook.task_results(proc, "Apply the run's files")
+    (item,) = task["results"]
+    assert item["dry_run"] and item["changed"] and item["lock_hold_ms"] >= 0
+    assert item["checks_summary"][0].startswith("PASS")
+    (diff,) = task["diff"]
     assert {"relation": "public.kb_patterns", "mode": "AccessExclusiveLock"} in item["locks"]
-    assert "table public.kb_patterns: rls off" in item["diff"]["before"]
-    assert "table public.kb_patterns: rls on" in item["diff"]["after"]
-    assert "policy public.bots.bots_select_own" in item["diff"]["after"]
+    assert "table public.kb_patterns: rls off" in diff["before"]
+    assert "table public.kb_patterns: rls on" in diff["after"]
+    assert "policy public.bots.bots_select_own" in diff["after"]
     assert not (playbook.workdir / "backups").exists()
     (record,) = playbook.evidence()
     assert record["outcome"] == "dry_run" and record["dry_run"]
@@ -80,14 +85,16 @@ def test_a_failing_migration_rolls_back_what_the_run_applied_and_is_recorded(pla
     assert query(db, "SELECT to_regclass('public.t4')") == [(None,)]
     (record,) = playbook.evidence()
     assert record["outcome"] == "failed"
-    assert record["failure"]["task"] == "Apply the migration"
+    assert record["failure"]["task"] == "Apply the run's files"
     failed = [m for m in record["migrations"] if m.get("error")]
     assert failed and failed[0]["error"]["line"] == 3 and failed[0]["error"]["sqlstate"] == "42704"
     assert f"{migrations}/004_broken.sql:3:" in failed[0]["msg"]
     assert [(m["version"], m["direction"]) for m in record["migrations"] if m.get("changed")] == [
         ("003", "up"), ("003", "down")]
     assert record["rollback"]["path_taken"] == "script"
-    assert [t["step"] for t in record["timings"]] == ["preflight", "backup", "migrate", "rollback"]
+    assert [t["step"] for t in record["timings"]] == ["start", "preflight", "backup", "migrate", "rollback",
+                                                      "rollback_verify"]
+    assert record["migrations"][0]["lock_hold_ms"] >= 0
 
 
 def test_without_automatic_rollback_the_applied_migrations_stay_and_the_play_says_so(playbook, db, tmp_path):
@@ -126,10 +133,23 @@ def test_a_migration_without_a_verification_spec_is_refused_before_any_change(pl
     migrations = tmp_path / "migrations"
     shutil.copytree(REPO / "supabase" / "migrations", migrations)
     (migrations / "004_unverified.sql").write_text("CREATE TABLE public.t4 (id int);\n")
-    playbook.set(pgrollout_migrations_dir=str(migrations))
+    playbook.set(pgrollout_migrations_dir=str(migrations), pgrollout_require_verification=True)
     before = snapshot(db)
     proc = playbook.run()
     assert proc.returncode != 0
-    assert "004_unverified.yml" in proc.stdout and "write one" in proc.stdout
+    assert "004_unverified has no verification spec" in proc.stdout and "Write it" in proc.stdout
     assert snapshot(db) == before
     assert MIGRATION_003.exists()
+
+
+def test_where_verification_is_not_required_an_unverified_migration_is_audited_and_recorded(playbook, db, tmp_path):
+    migrations = tmp_path / "migrations"
+    shutil.copytree(REPO / "supabase" / "migrations", migrations)
+    (migrations / "004_unverified.sql").write_text("CREATE TABLE public.t4 (id int);\n"
+                                                   "ALTER TABLE public.t4 ENABLE ROW LEVEL SECURITY;\n")
+    playbook.set(pgrollout_migrations_dir=str(migrations))  # dev: pgrollout_require_verification is false
+    proc = playbook.run()
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    (record,) = playbook.evidence()
+    assert record["unverified"] == ["004"] and record["verification"]["passed"] == SPEC_CHECKS
+    assert record["audit"]["failed"] == 0

@@ -86,7 +86,7 @@ def test_a_rollout_waits_for_another_run_up_to_lock_wait(db):
     holder = threading.Thread(target=hold)
     holder.start()
     try:
-        with pytest.raises(migrate.MigrationError, match=r"another pgrollout run .* waited 0.5s"):
+        with pytest.raises(migrate.MigrationError, match=r"another pgrollout session .* waited 0.5s"):
             apply(db, lock_wait=0.5)
         threading.Timer(0.5, release.set).start()
         assert apply(db, lock_wait=20)["changed"]
@@ -143,7 +143,7 @@ def test_the_lock_plan_is_exactly_what_the_dry_run_takes_on_existing_tables(db, 
     mf = sqlfile.load(str(path))
     existing = {f"{s}.{t}" for s, t in query(db, "SELECT schemaname, tablename FROM pg_tables")}
     with connection.connect(db) as conn, conn.cursor() as cur:
-        planned = {plain: mode for _, plain, mode in locks.resolve(cur, locks.lock_plan(mf.statements))}
+        planned = {f"{s}.{n}": mode for s, n, mode in locks.resolve(cur, locks.lock_plan(mf.statements))}
     with connection.connect(db) as conn:
         dry = migrate.apply(conn, mf, migrate.Options(check_mode=True), direction=direction)
     share = locks.LOCK_STRENGTH.index("ShareLock")
