@@ -281,8 +281,9 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
     try:
         with connect(params) as conn, conn.cursor() as cur:
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            cur.execute("SELECT pg_export_snapshot()")
-            snapshot = cur.fetchone()[0]
+            # the snapshot's xmin: every row version written since has a transaction id at or after it
+            cur.execute("SELECT pg_export_snapshot(), pg_snapshot_xmin(pg_current_snapshot())::text")
+            snapshot, snapshot_xmin = cur.fetchone()
             with clock("pg_dump"), client_environment(params) as env:
                 _run(_dump_command(pg_dump, partial, snapshot, opts), env, "pg_dump")
             with clock("row_counts"):
@@ -309,7 +310,7 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
         "table_count": len(counts), "row_counts": counts, "row_estimates": estimates,
         "inventory_host": opts.inventory_host, "run_id": opts.run_id,
         # at the snapshot: a restore compares them with the target's to report what it would discard
-        "write_counters": writes, "applied_migrations": ledger,
+        "write_counters": writes, "applied_migrations": ledger, "snapshot_xmin": snapshot_xmin,
         "validated": "full read with pg_restore" if opts.format != "plain" else "pg_dump's closing line present",
         "seconds": clock.seconds,
     }

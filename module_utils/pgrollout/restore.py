@@ -32,6 +32,8 @@ from .scratch import create_database, drop_database
 _TOC_RE = re.compile(r"^\d+; \d+ \d+ (MATERIALIZED VIEW|FOREIGN TABLE|TABLE(?! DATA )|VIEW|"
                      r"SEQUENCE(?! OWNED BY | SET )|FUNCTION|PROCEDURE|TYPE|DOMAIN|SCHEMA) (\S+) (.+) \S+$")
 _SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema', 'pg_toast')"
+# pgrollout's own bookkeeping and the Supabase ledger: a restore resets them with the rest
+TOOL_SCHEMAS = ("pgrollout", "supabase_migrations")
 
 # Objects in the database now, keyed like the archive's TOC: (kind, schema, name) (a function's name
 # with its argument types, as pg_restore --list prints them), with its oid and, for a function, its
@@ -71,7 +73,8 @@ WHERE t.typtype IN ('e', 'd', 'r') AND n.nspname NOT IN {_SYSTEM_SCHEMAS} AND n.
                   AND d.objid = t.oid AND d.deptype = 'e')
 """
 
-# Objects outside the restore's schemas that depend (directly or through others) on what it would drop.
+# Objects outside the restore's schemas that depend (directly or through others) on what it would
+# drop. A view depends on a table through its rewrite rule: the rule leads to the view.
 _DEPENDENTS_SQL = """
 WITH RECURSIVE dep(classid, objid) AS (
   SELECT d.classid, d.objid FROM pg_depend d
@@ -79,12 +82,17 @@ WITH RECURSIVE dep(classid, objid) AS (
    AND d.refobjid = t.oid
   WHERE d.deptype IN ('n', 'a')
   UNION
-  SELECT d.classid, d.objid FROM pg_depend d JOIN dep ON d.refclassid = dep.classid AND d.refobjid = dep.objid
-  WHERE d.deptype IN ('n', 'a')
+  SELECT next.classid, next.objid FROM dep
+  CROSS JOIN LATERAL (
+    SELECT d.classid, d.objid FROM pg_depend d
+    WHERE d.refclassid = dep.classid AND d.refobjid = dep.objid AND d.deptype IN ('n', 'a')
+    UNION ALL
+    SELECT 'pg_class'::regclass, r.ev_class FROM pg_rewrite r
+    WHERE dep.classid = 'pg_rewrite'::regclass AND r.oid = dep.objid
+  ) next
 )
-SELECT DISTINCT pg_describe_object(dep.classid, dep.objid, 0), pg_identify_object(dep.classid, dep.objid, 0)
-  .schema
-FROM dep
+SELECT DISTINCT pg_describe_object(classid, objid, 0), (pg_identify_object(classid, objid, 0)).schema
+FROM dep WHERE classid <> 'pg_rewrite'::regclass
 """
 
 
@@ -294,41 +302,67 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
                           f" and was rolled back, the target is unchanged: {message or 'no message'}")
 
 
+def _rows_now_and_written(cur: Any, tables: list[tuple[str, str]], since_xid: str | None) -> dict[str, tuple]:
+    """Per table: rows now, and committed row versions written (inserted or updated) since `since_xid`.
+
+    A row version whose xmin is at or after the backup snapshot's xmin did not exist in the backup
+    (or was written just before it: counted, on the safe side). The statistics counters cannot tell:
+    they count rolled-back writes too, and every behaviour check writes and rolls back.
+    """
+    from psycopg import sql
+
+    result = {}
+    for schema, table in tables:
+        written = (sql.SQL("count(*) FILTER (WHERE age(xmin) <= age({}::text::xid))").format(
+            sql.Literal(str(int(since_xid) % 2**32))) if since_xid else sql.SQL("NULL"))
+        cur.execute(sql.SQL("SELECT count(*), {} FROM {}.{}").format(written, sql.Identifier(schema),
+                                                                    sql.Identifier(table)))
+        result[f"{schema}.{table}"] = cur.fetchone()
+    return result
+
+
 def discard_report(params: dict[str, Any], manifest: dict[str, Any], drop_first: list[str]) -> dict[str, Any]:
     """What restoring this archive would throw away: writes, rows, objects and migrations since the backup."""
-    from .backup import ledger_versions, write_counters
+    from .backup import _TABLES_SQL, ledger_versions, write_counters
 
-    schemas = (manifest.get("scope") or {}).get("schemas") or []
+    scope = manifest.get("scope") or {}
+    schemas = scope.get("schemas") or []
     with connect(params) as conn, conn.cursor() as cur:
-        counts, _ = table_rows(cur, schemas, (manifest.get("scope") or {}).get("tables") or [])
+        cur.execute(_TABLES_SQL, {"schemas": schemas, "tables": scope.get("tables") or []})
+        listed = [(s, t) for s, t, _ in cur.fetchall() if s not in TOOL_SCHEMAS]
+        now = _rows_now_and_written(cur, listed, manifest.get("snapshot_xmin"))
         writes, ledger = write_counters(cur, schemas), ledger_versions(cur)
         conn.rollback()
-    before_writes = manifest.get("write_counters")
+    at_backup = manifest.get("row_counts") or {}
+    before_writes = manifest.get("write_counters") or {}
     tables = {}
-    for table in sorted(set(counts) | set(manifest.get("row_counts") or {})):
-        entry: dict[str, Any] = {"rows_at_backup": (manifest.get("row_counts") or {}).get(table),
-                                 "rows_now": counts.get(table)}
-        if before_writes is not None and table in writes:
+    for table in sorted(set(now) | {t for t in at_backup if t.split(".", 1)[0] not in TOOL_SCHEMAS}):
+        rows_now, written = now.get(table, (0, 0))
+        # a table created since the backup held no rows then; one dropped since holds none now
+        entry: dict[str, Any] = {"rows_at_backup": at_backup.get(table, 0), "rows_now": rows_now,
+                                 "rows_written_since": written}
+        if table in writes and manifest.get("write_counters") is not None:
             old = before_writes.get(table, {"inserted": 0, "updated": 0, "deleted": 0})
             delta = {k: writes[table][k] - old[k] for k in ("inserted", "updated", "deleted")}
-            entry.update(delta if min(delta.values()) >= 0 else {"statistics_reset": True})
-        changed = entry["rows_at_backup"] != entry["rows_now"] or any(
-            entry.get(k) for k in ("inserted", "updated", "deleted", "statistics_reset"))
-        if changed:
+            entry["counters"] = delta if min(delta.values()) >= 0 else "reset since the backup"
+        if entry["rows_at_backup"] != rows_now or written:
             tables[table] = entry
     later = sorted(set(ledger) - set(manifest.get("applied_migrations") or []),
                    key=lambda v: int(v) if v.isdigit() else 0)
     return {"tables": tables, "objects_created_since": drop_first, "migrations_applied_since": later,
-            "writes_since_backup": bool(tables), "counters_recorded": before_writes is not None,
-            "backup_taken_at": manifest.get("finished_at")}
+            "writes_since_backup": bool(tables), "backup_taken_at": manifest.get("finished_at"),
+            "exact": manifest.get("snapshot_xmin") is not None}
 
 
 def describe_report(report: dict[str, Any]) -> str:
     lines = []
     for table, entry in report["tables"].items():
-        detail = (f"{entry.get('inserted', '?')} inserted, {entry.get('updated', '?')} updated, "
-                  f"{entry.get('deleted', '?')} deleted" if not entry.get("statistics_reset") else "statistics reset")
-        lines.append(f"{table}: rows {entry['rows_at_backup']} at backup -> {entry['rows_now']} now ({detail})")
+        counters = entry.get("counters")
+        detail = (f"; statistics since: {counters['inserted']} inserted, {counters['updated']} updated, "
+                  f"{counters['deleted']} deleted, rolled-back writes included" if isinstance(counters, dict) else "")
+        written = entry.get("rows_written_since")
+        lines.append(f"{table}: rows {entry['rows_at_backup']} at backup -> {entry['rows_now']} now"
+                     + (f", {written} row(s) inserted or updated since" if written else "") + detail)
     if report["objects_created_since"]:
         lines.append(f"objects created since (dropped by the restore): {', '.join(report['objects_created_since'])}")
     if report["migrations_applied_since"]:
