@@ -127,32 +127,32 @@ def inject_verification_failure(book, tmp_path):
     specs = tmp_path / "verification-injected"
     shutil.copytree(REPO / "verification", specs)
     spec = specs / "003_bot_registration_sharing.yml"
-    spec.write_text(spec.read_text() + "\n  - name: injected failure\n    sql: SELECT 1\n    expect: {count: 2}\n")
-    # checked after commit only, as a post-deploy smoke test would be
-    book.set(pgrollout_verification_dir=str(specs), pgrollout_verify_in_transaction=False,
-             pgrollout_promotion_environments=[])
+    # inside the migration's transaction its ledger row was written at now(); after the commit, now()
+    # is later: the check passes before the commit and fails after it
+    spec.write_text(spec.read_text() + "\n  - name: injected failure\n"
+                    "    sql: SELECT 1 FROM pgrollout.migrations WHERE version = '003' AND applied_at = now()\n"
+                    "    expect: {count: 1}\n")
+    book.set(pgrollout_verification_dir=str(specs), pgrollout_promotion_environments=[])
 
 
-def test_a_verification_failure_in_prod_restores_the_pre_migration_state(envs, tmp_path):
+def test_a_verification_failure_in_prod_with_a_broken_rollback_never_restores_by_itself(envs, tmp_path):
     prod = envs["prod"]
     inject_verification_failure(prod, tmp_path)
-    rollbacks = tmp_path / "rollbacks"  # and the rollback script fails too: the backup is the last resort
+    rollbacks = tmp_path / "rollbacks"  # and the rollback script fails too
     shutil.copytree(REPO / "supabase" / "rollbacks", rollbacks)
     script = rollbacks / "003_bot_registration_sharing_rollback.sql"
     script.write_text(script.read_text() + "\nSELECT 1 / 0;\n")
     prod.set(pgrollout_rollbacks_dir=str(rollbacks))
-    before = snapshot(prod.params)
     proc = prod.run()
     assert proc.returncode != 0
-    assert "Rollout failed at 'Stop when a check failed'" in proc.stdout
-    assert "Rolled back automatically (restore)" in proc.stdout
-    assert snapshot(prod.params) == before and bots(prod.params) == [(None,)]
+    assert "The rollback failed and nothing was restored" in proc.stdout
+    assert "-e pgrollout_restore_archive=" in proc.stdout  # how to restore, if the operator decides to
+    assert bots(prod.params) == [("bots",)]  # 003 stays applied: a restore is a human decision in prod
     record = prod.evidence()[-1]
-    assert record["outcome"] == "failed" and record["rollback"]["path_taken"] == "restore"
+    assert record["outcome"] == "failed" and record["rollback"]["path_taken"] is None
     assert "division by zero" in record["rollback"]["script_failure"]
+    assert record["restore"] is None
     assert {r["name"]: r["status"] for r in record["verification"]["results"]}["injected failure"] == "failed"
-    assert record["rollback_verification"]["failed"] == 1  # the re-opened gap, a warning
-    assert record["restore"]["sha256"] == record["backup"]["sha256"]
 
 
 def test_check_mode_leaves_every_schema_unchanged(envs):
