@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from conftest import REPO, Playbook, execute, query
+from conftest import REPO, execute, query
 from pgrollout import connection, lease
 from sessions import Blocker
 

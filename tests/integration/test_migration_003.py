@@ -198,7 +198,8 @@ def test_a_second_concurrent_rollout_is_refused_naming_the_holder(db):
     thread.start()
     try:
         assert holder_ready.wait(10)
-        with pytest.raises(migrate.MigrationError, match=r"another pgrollout session is committing .*application 'pgrollout'"):
+        with pytest.raises(migrate.MigrationError,
+                           match=r"another pgrollout session is committing .*application 'pgrollout'"):
             apply(db)
     finally:
         release.set()

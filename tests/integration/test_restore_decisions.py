@@ -120,7 +120,8 @@ def extra_migration(playbook, tmp_path) -> MigrationSet:
         (mset.rollbacks / name).write_text((REPO / "supabase" / "rollbacks" / name).read_text())
     for name in os.listdir(REPO / "verification"):
         (mset.verification / name).write_text((REPO / "verification" / name).read_text())
-    check = "checks:\n  - {name: notes, sql: \"SELECT to_regclass('public.bot_notes')::text\", expect: {rows: [[%s]]}}\n"
+    check = ("checks:\n  - {name: notes, sql: \"SELECT to_regclass('public.bot_notes')::text\", "
+             "expect: {rows: [[%s]]}}\n")
     mset.add("004", "bot_notes", "CREATE TABLE public.bot_notes (id int);\n"
              "ALTER TABLE public.bot_notes ENABLE ROW LEVEL SECURITY;\n", "DROP TABLE public.bot_notes;\n",
              spec=check % "bot_notes", rollback_spec=check % "null")
