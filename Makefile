@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: rollout dry-run test lint molecule venv db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore
+.PHONY: rollout dry-run test lint molecule venv db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pgrollout needs Python >= 3.11 (ansible-core 2.19): set PYTHON=")'
@@ -60,3 +60,6 @@ bench-lock-safety: venv
 
 bench-backup-restore: venv
 	$(BIN)/python bench/backup_restore.py
+
+bench-many-migrations: venv
+	$(BIN)/python bench/many_migrations.py
