@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: rollout dry-run test lint molecule venv db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations
+.PHONY: rollout dry-run test lint molecule venv db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations status new-migration spec
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pgrollout needs Python >= 3.11 (ansible-core 2.19): set PYTHON=")'
@@ -63,3 +63,20 @@ bench-backup-restore: venv
 
 bench-many-migrations: venv
 	$(BIN)/python bench/many_migrations.py
+
+# Every environment's status side by side (an environment that cannot be
+# reached, or has no target, says so and the others are still shown).
+status: venv
+	@for env in dev staging prod; do $(BIN)/ansible-playbook status.yml -i inventories/$$env || true; done
+	@$(BIN)/python scripts/status_side_by_side.py
+
+# The next migration: forward file, rollback file and spec skeletons (configured layout).
+new-migration: venv
+	@test -n "$(NAME)" || { echo "usage: make new-migration NAME=add_bot_notes" >&2; exit 2; }
+	$(BIN)/python scripts/new_migration.py "$(NAME)"
+
+# Its specs, from a rolled-back dry run on the dev database.
+spec: db-start
+	@test -n "$(VERSION)" || { echo "usage: make spec VERSION=004 [FORCE=1]" >&2; exit 2; }
+	$(BIN)/ansible-playbook spec.yml -i inventories/dev -e pgrollout_spec_version=$(VERSION) \
+	  -e pgrollout_spec_force=$(if $(FORCE),true,false)

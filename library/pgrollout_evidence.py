@@ -17,7 +17,11 @@ version_added: "0.1.0"
 options:
   dir: {description: Folder for the record., type: path, required: true}
   run_id: {description: Identifier of the run; names the files., type: str, required: true}
-  kind: {description: What ran., type: str, choices: [rollout, rollback, rehearsal], default: rollout}
+  kind:
+    description: What ran.
+    type: str
+    choices: [rollout, rollback, rehearsal, baseline, repair]
+    default: rollout
   environment: {description: dev, staging or prod., type: str, required: true}
   host: {description: Inventory host name of the target., type: str, required: true}
   started_at: {description: ISO 8601 start time., type: str, required: true}
@@ -79,7 +83,8 @@ def main() -> None:
     module = AnsibleModule(argument_spec=dict(
         dir={"type": "path", "required": True},
         run_id={"type": "str", "required": True},
-        kind={"type": "str", "choices": ["rollout", "rollback", "rehearsal"], "default": "rollout"},
+        kind={"type": "str", "choices": ["rollout", "rollback", "rehearsal", "baseline", "repair"],
+              "default": "rollout"},
         environment={"type": "str", "required": True},
         host={"type": "str", "required": True},
         started_at={"type": "str", "required": True},

@@ -105,6 +105,8 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
         "overrides": gates.get("overrides") or [],
         "rollback_verification": _checks(steps.get("rollback_verify"), None),
         "rollback_audit": _checks(steps.get("rollback_verify_audit"), "verification/security_audit.yml"),
+        "ledger": _pick(steps.get("ledger"), ("recorded", "already", "version", "mark", "reason", "msg")),
+        "allowed_out_of_order": steps.get("allowed_out_of_order") or None,
         "rehearsal": [{k: step.get(k) for k in ("step", "ok", "msg", "summary") if k in step}
                       for step in steps.get("rehearsal") or []] or None,
         "failure": failure,
@@ -223,7 +225,7 @@ def find(directory: str, *, host: str | None = None, kind: str | None = None, ou
     """
     records = []
     for name in os.listdir(directory) if os.path.isdir(directory) else []:
-        if not name.endswith(".json"):
+        if not name.endswith(".json") or name == "status.json":
             continue
         try:
             with open(os.path.join(directory, name)) as handle:

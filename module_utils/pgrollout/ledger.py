@@ -108,6 +108,64 @@ class Applied:
     checksum: str | None  # None when applied by another tool (the Supabase CLI)
 
 
+class ForeignLedgerError(RuntimeError):
+    """Another tool's ledger says a migration failed halfway: a human fixes that first."""
+
+
+class Recorded(dict):
+    """Applied migrations by version number, with what another tool's ledger covers.
+
+    golang-migrate records only its current version: every version up to it
+    counts as applied (checksum unknown) unless pgrollout recorded it itself.
+    """
+
+    covered_upto: int | None = None
+    tool: str | None = None
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) or (
+            isinstance(key, int) and self.covered_upto is not None and key <= self.covered_upto)
+
+    def get(self, key: int, default: Any = None) -> Any:
+        if super().__contains__(key):
+            return self[key]
+        if key in self:
+            return Applied(str(key), None, None)
+        return default
+
+
+_GOLANG_SQL = """
+SELECT count(*) = 2 FROM information_schema.columns
+WHERE table_schema = 'public' AND table_name = 'schema_migrations' AND column_name IN ('version', 'dirty')
+"""
+
+
+def _foreign(cur: Cursor, recorded: Recorded) -> None:
+    """golang-migrate's public.schema_migrations (version, dirty) and Flyway's flyway_schema_history."""
+    cur.execute(_GOLANG_SQL)
+    if cur.fetchone()[0]:
+        cur.execute("SELECT version::bigint, dirty FROM public.schema_migrations ORDER BY version DESC LIMIT 1")
+        row = cur.fetchone()
+        if row and row[1]:
+            raise ForeignLedgerError(
+                f"golang-migrate's ledger (public.schema_migrations) marks version {row[0]} dirty: a migration "
+                "failed halfway under golang-migrate. Repair the database by hand, then clear the flag "
+                f"(migrate force {row[0]}, or UPDATE public.schema_migrations SET dirty = false) and run again")
+        if row:
+            recorded.covered_upto, recorded.tool = int(row[0]), "golang-migrate"
+    cur.execute("SELECT to_regclass('flyway_schema_history') IS NOT NULL")
+    if cur.fetchone()[0]:
+        cur.execute("SELECT version, description, success FROM flyway_schema_history WHERE version IS NOT NULL")
+        for version, description, success in cur.fetchall():
+            if not success:
+                raise ForeignLedgerError(
+                    f"Flyway's ledger (flyway_schema_history) records version {version} as failed: repair it "
+                    "(flyway repair) before pgrollout runs")
+            if version.isdigit() and int(version) not in recorded:
+                recorded[int(version)] = Applied(version, description, None)
+        recorded.tool = recorded.tool or "flyway"
+
+
 def missing_parts(cur: Cursor) -> list[str]:
     cur.execute(_EXISTING_SQL)
     existing = {row[0] for row in cur.fetchall()}
@@ -139,10 +197,16 @@ def exists(cur: Cursor) -> bool:
     return bool(cur.fetchone()[0])
 
 
-def read(cur: Cursor) -> dict[int, Applied]:
-    """Applied migrations by version number; empty when the ledger does not exist yet."""
-    if not exists(cur):
-        return {}
+def read(cur: Cursor) -> Recorded:
+    """Applied migrations by version number (ours, the Supabase CLI's, golang-migrate's, Flyway's)."""
+    result = Recorded()
+    if exists(cur):
+        _supabase(cur, result)
+    _foreign(cur, result)
+    return result
+
+
+def _supabase(cur: Cursor, result: Recorded) -> None:
     cur.execute("SELECT to_regclass('pgrollout.migrations') IS NOT NULL")
     if cur.fetchone()[0]:
         cur.execute(
@@ -150,23 +214,33 @@ def read(cur: Cursor) -> dict[int, Applied]:
             "LEFT JOIN pgrollout.migrations m USING (version)")
     else:
         cur.execute("SELECT version, name, NULL FROM supabase_migrations.schema_migrations")
-    result: dict[int, Applied] = {}
     for version, name, checksum in cur.fetchall():
         if version.isdigit():  # the Supabase CLI only writes digits; anything else is not ours to judge
             result[int(version)] = Applied(version, name, checksum)
-    return result
+
+
+def details(cur: Cursor) -> dict[int, dict[str, Any]]:
+    """pgrollout's record of each applied version: when, by whom, in which run."""
+    cur.execute("SELECT to_regclass('pgrollout.migrations') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return {}
+    cur.execute("SELECT version, to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                "applied_by, run_id FROM pgrollout.migrations")
+    return {int(v): {"applied_at": at, "applied_by": by, "run_id": run} for v, at, by, run in cur.fetchall()
+            if v.isdigit()}
 
 
 def record(cur: Cursor, *, version: str, name: str, statements: list[str], checksum: str,
            direction: str, duration_ms: int, run_id: str | None, note: str | None = None,
            applied_version: str | None = None) -> None:
-    """Write an apply (up), a rollback (down) or an accepted edit, with its history row."""
-    if direction == "up":
+    """Write an apply (up, baseline, repair_applied), a rollback (down, repair_reverted) or an accepted
+    edit (drift_accepted), with its history row."""
+    if direction in ("up", "baseline", "repair_applied"):
         cur.execute("INSERT INTO supabase_migrations.schema_migrations (version, statements, name) "
                     "VALUES (%s, %s, %s)", (version, statements, name))
         cur.execute("INSERT INTO pgrollout.migrations (version, name, checksum, duration_ms, run_id) "
                     "VALUES (%s, %s, %s, %s, %s)", (version, name, checksum, duration_ms, run_id))
-    elif direction == "down":
+    elif direction in ("down", "repair_reverted"):
         recorded = applied_version or version
         cur.execute("DELETE FROM supabase_migrations.schema_migrations WHERE version = %s", (recorded,))
         cur.execute("DELETE FROM pgrollout.migrations WHERE version = %s", (recorded,))

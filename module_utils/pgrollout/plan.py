@@ -79,16 +79,32 @@ def build(layout: Layout, files: list[str], direction: str = "up", require_spec:
 
 def status(cur: Cursor, layout: Layout, accept_drift: list[str] = ()) -> dict[str, Any]:
     """Applied, pending, drifted, missing and out-of-order migrations: ledger against files."""
-    applied = ledger.read(cur)
+    raw = ledger.read(cur)
     accepted = {int(v) for v in accept_drift if str(v).isdigit()}
     migrations = layout.migrations()
+    # what another tool's ledger covers (golang-migrate: every version up to its own) counts as applied
+    applied = {**{m.number: ledger.Applied(m.version, m.name, None) for m in migrations if m.number in raw},
+               **raw}
     files = {m.number: m for m in migrations}
     loaded = {m.number: sqlfile.load(m.up, m.version, m.name) for m in migrations}
     pending = [m for m in migrations if m.number not in applied]
     drifted = [m for m in migrations if m.number in applied and applied[m.number].checksum
                and applied[m.number].checksum != loaded[m.number].checksum]
     newest = max(applied, default=0)
+    recorded = ledger.details(cur)
+    applied_rows = []
+    for number in sorted(applied):
+        entry = applied[number]
+        file = files.get(number)
+        file_sum = loaded[number].checksum if file else None
+        applied_rows.append({
+            "version": entry.version, "name": entry.name, **recorded.get(number, {}),
+            "checksum": entry.checksum, "file": file.up if file else None,
+            "checksum_matches": None if not (file and entry.checksum) else entry.checksum == file_sum,
+            "spec": file.spec if file and os.path.exists(file.spec) else None})
     return {
+        "foreign_ledger": raw.tool,
+        "applied_details": applied_rows,
         "applied": [applied[n].version for n in sorted(applied)],
         "applied_checksums": {applied[n].version: applied[n].checksum for n in sorted(applied)},
         "files": [{**m.as_dict(), "checksum": loaded[m.number].checksum,
@@ -99,6 +115,7 @@ def status(cur: Cursor, layout: Layout, accept_drift: list[str] = ()) -> dict[st
         "drifted": [m.up for m in drifted if m.number not in accepted],
         "drift_accepted": [m.up for m in drifted if m.number in accepted],
         "out_of_order": [os.path.basename(m.up) for m in pending if m.number < newest],
+        "out_of_order_versions": [m.version for m in pending if m.number < newest],
         "missing_files": [applied[n].version for n in sorted(applied) if n not in files],
         "newest_applied": applied[newest].version if applied else None,
     }

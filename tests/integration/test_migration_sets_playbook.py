@@ -1,9 +1,10 @@
 """rollout.yml and rollback.yml on migration sets nobody here wrote, starting from an empty database."""
 from __future__ import annotations
 
+from test_engine import schema_dump
+
 from conftest import Playbook, query
 from migsets import mixed
-from test_engine import schema_dump
 
 
 def test_an_updown_set_with_non_transactional_files_goes_forward_back_and_forward_again(empty_db, tmp_path):
