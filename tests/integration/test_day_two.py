@@ -12,7 +12,8 @@ import yaml
 from conftest import REPO, execute, query
 from migsets import MigrationSet
 from pgrollout import connection, plan, specgen
-from pgrollout.checks import load_spec, run as run_checks
+from pgrollout.checks import load_spec
+from pgrollout.checks import run as run_checks
 
 
 def repo_copy(playbook, tmp_path) -> MigrationSet:
