@@ -174,7 +174,8 @@ def test_the_rehearsal_has_supabases_extensions_schema(playbook, db, tmp_path):
     mset.add("004", "uses_pgcrypto", "CREATE TABLE public.keys (k bytea DEFAULT extensions.gen_random_bytes(16));\n"
              "ALTER TABLE public.keys ENABLE ROW LEVEL SECURITY;\nINSERT INTO public.keys DEFAULT VALUES;\n",
              "DROP TABLE public.keys;\n", spec=check,
-             rollback_spec="checks:\n  - {name: gone, sql: SELECT to_regclass('public.keys'), expect: {rows: [[null]]}}\n")
+             rollback_spec="checks:\n  - {name: gone, sql: SELECT to_regclass('public.keys'), "
+                           "expect: {rows: [[null]]}}\n")
     proc = playbook.run("rehearse.yml")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert [s["ok"] for s in playbook.evidence()[-1]["rehearsal"]] == [True] * 7
