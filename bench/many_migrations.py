@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=150)
     args = parser.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="pgrollout-bench-"))
+    base.chmod(0o755)  # the cluster runs as the postgres user
     cluster = localpg.LocalCluster(base / "pg", localpg.free_port(), fast=True)
     cluster.init()
     cluster.start()
