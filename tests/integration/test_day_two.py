@@ -180,3 +180,28 @@ def test_the_rehearsal_has_supabases_extensions_schema(playbook, db, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert [s["ok"] for s in playbook.evidence()[-1]["rehearsal"]] == [True] * 7
     assert yaml.safe_load(check)
+
+
+def test_a_file_out_of_order_applies_only_when_allowed_with_a_reason_and_flyways_ledger_counts(empty_db, tmp_path):
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("010", "ten", "CREATE TABLE ten (id int);\n", "DROP TABLE ten;\n")
+    mset.add("020", "twenty", "CREATE TABLE twenty (id int);\n", "DROP TABLE twenty;\n")
+    execute(empty_db, "CREATE TABLE ten (id int); CREATE TABLE flyway_schema_history (version text, "
+                      "description text, success boolean); "
+                      "INSERT INTO flyway_schema_history VALUES ('10', 'ten', true)")
+    from conftest import Playbook
+    (tmp_path / "work").mkdir()
+    book = Playbook(empty_db, tmp_path / "work")
+    book.set(**mset.host_vars(), pgrollout_exposed_schemas=["nothing_exposed"])
+    first = book.run()
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert [m["version"] for m in book.evidence()[-1]["migrations"] if m["changed"]] == ["020"]  # 10: Flyway's
+    mset.add("015", "fifteen", "CREATE TABLE fifteen (id int);\n", "DROP TABLE fifteen;\n")
+    refused = book.run()
+    assert refused.returncode != 0 and "would apply out of order" in " ".join(refused.stdout.split())
+    allowed = book.run("rollout.yml", "-e",
+                       json.dumps({"pgrollout_allow_out_of_order": {"015": "hotfix merged late"}}))
+    assert allowed.returncode == 0, allowed.stdout[-3000:]
+    record = book.evidence()[-1]
+    assert record["allowed_out_of_order"] == {"015": "hotfix merged late"}
+    assert query(empty_db, "SELECT to_regclass('fifteen')::text") == [("fifteen",)]
