@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: rollout dry-run test lint molecule venv db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations status new-migration spec
+.PHONY: rollout dry-run test lint molecule venv db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations status new-migration spec lint-migrations
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pgrollout needs Python >= 3.11 (ansible-core 2.19): set PYTHON=")'
@@ -80,3 +80,7 @@ spec: db-start
 	@test -n "$(VERSION)" || { echo "usage: make spec VERSION=004 [FORCE=1]" >&2; exit 2; }
 	$(BIN)/ansible-playbook spec.yml -i inventories/dev -e pgrollout_spec_version=$(VERSION) \
 	  -e pgrollout_spec_force=$(if $(FORCE),true,false)
+
+# The migration review with no database (a pull request pipeline): .ops/lint/lint.json and junit.xml.
+lint-migrations: venv
+	$(BIN)/ansible-playbook lint.yml

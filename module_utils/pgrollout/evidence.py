@@ -105,6 +105,7 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
         "overrides": gates.get("overrides") or [],
         "rollback_verification": _checks(steps.get("rollback_verify"), None),
         "rollback_audit": _checks(steps.get("rollback_verify_audit"), "verification/security_audit.yml"),
+        "lint": _pick(steps.get("lint"), ("findings", "blocking", "summary")),
         "ledger": _pick(steps.get("ledger"), ("recorded", "already", "version", "mark", "reason", "msg")),
         "allowed_out_of_order": steps.get("allowed_out_of_order") or None,
         "rehearsal": [{k: step.get(k) for k in ("step", "ok", "msg", "summary") if k in step}

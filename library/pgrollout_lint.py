@@ -1,0 +1,107 @@
+#!/usr/bin/python
+"""Review migration files for lock risk and Supabase security mistakes, with no database."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pgrollout_lint
+short_description: Lint migration files (forward and rollback) with squawk and pgrollout's own rules
+description:
+  - Runs squawk (squawk-cli) on every file, telling it which files run in a
+    transaction, honouring a C(.squawk.toml), and pgrollout's own rules on the
+    parse tree - a table in an exposed schema without row-level security, a
+    policy calling auth.uid()/auth.jwt() per row, a foreign key to auth.users,
+    a SECURITY DEFINER function without SET search_path, a grant to anon, a
+    DROP of a table or column on the forward path.
+  - "Each finding has file, line, rule, severity, why and how to do it safely.
+    An inline C(-- pgrollout: lint-ignore RULE reason) comment, or C(rule:file)
+    in O(acknowledged), lets it through (recorded). Errors left are C(blocking)."
+  - Needs no database. Writes the report as JSON and JUnit when asked.
+version_added: "0.2.0"
+options:
+  migrations_dir: {description: Folder of the migration files., type: path, required: true}
+  rollbacks_dir: {description: Folder of the rollback files (layout supabase)., type: path}
+  layout:
+    description: How migration and rollback files are named.
+    type: str
+    choices: [supabase, updown]
+    default: supabase
+  versions:
+    description: Lint only these versions (forward and rollback files); all when omitted.
+    type: list
+    elements: str
+  exposed_schemas: {description: Schemas the API exposes., type: list, elements: str, default: [public]}
+  acknowledged: {description: Findings let through, as rule:file., type: list, elements: str, default: []}
+  squawk_config: {description: A .squawk.toml to use., type: path}
+  json_path: {description: Write the report here as JSON., type: path}
+  junit_path: {description: Write the report here as JUnit XML., type: path}
+  fail_on_error:
+    description: Fail when an error is neither ignored nor acknowledged.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: Reads files only; writes the reports in check mode too.
+author: pgrollout developers
+"""
+
+EXAMPLES = r"""
+- name: Lint every migration (a pull request pipeline)
+  pgrollout_lint:
+    migrations_dir: supabase/migrations
+    rollbacks_dir: supabase/rollbacks
+    junit_path: .ops/lint/junit.xml
+"""
+
+RETURN = r"""
+findings:
+  description: Every finding (file, line, rule, severity, why, how, source, ignored, acknowledged).
+  returned: always
+  type: list
+blocking: {description: Errors neither ignored nor acknowledged., returned: always, type: list}
+summary: {description: One line per finding, for people., returned: always, type: list}
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgrollout.lint import files_to_lint, lint, write_reports
+from ansible.module_utils.pgrollout.plan import Layout
+from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=dict(
+        migrations_dir={"type": "path", "required": True},
+        rollbacks_dir={"type": "path"},
+        layout={"type": "str", "choices": ["supabase", "updown"], "default": "supabase"},
+        versions={"type": "list", "elements": "str"},
+        exposed_schemas={"type": "list", "elements": "str", "default": ["public"]},
+        acknowledged={"type": "list", "elements": "str", "default": []},
+        squawk_config={"type": "path"},
+        json_path={"type": "path"},
+        junit_path={"type": "path"},
+        fail_on_error={"type": "bool", "default": True},
+    ), supports_check_mode=True)
+    p = module.params
+    config = p["squawk_config"]
+    if config is None and os.path.exists(".squawk.toml"):
+        config = os.path.abspath(".squawk.toml")
+    try:
+        files = files_to_lint(Layout(p["migrations_dir"], p["rollbacks_dir"], layout=p["layout"]), p["versions"])
+        report = lint(files, p["exposed_schemas"], p["acknowledged"], config)
+        write_reports(report, p["json_path"], p["junit_path"])
+    except (MigrationFileError, RuntimeError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+    result = dict(changed=False, **report)
+    if report["blocking"] and p["fail_on_error"]:
+        module.fail_json(msg=f"{len(report['blocking'])} lint error(s) stop the run before anything changes: "
+                             + "; ".join(f"{f['rule']}:{os.path.basename(f['file'])} line {f['line']}"
+                                         for f in report["blocking"])
+                             + ". Fix them, or let one through on purpose: -- pgrollout: lint-ignore RULE reason "
+                               "in the file, or pgrollout_acknowledged_lint: [\"rule:file\"] (recorded)", **result)
+    module.exit_json(msg=f"{len(report['findings'])} finding(s), {len(report['blocking'])} blocking", **result)
+
+
+if __name__ == "__main__":
+    main()

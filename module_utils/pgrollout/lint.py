@@ -1,0 +1,242 @@
+"""Migration review before the change: squawk's general lock-risk rules and pgrollout's own.
+
+squawk (the squawk-cli package) reads each file, told whether a transaction
+wraps it; its JSON findings are kept, but for the rules pgrollout itself
+makes moot (it sets lock_timeout and statement_timeout, and a failed
+transactional file leaves nothing behind to make it rerunnable). pgrollout's
+rules walk the pglast parse tree for what squawk does not know: Supabase's
+row-level security, auth.users, SECURITY DEFINER, grants to anon, data loss on
+the forward path. Each finding names file, line, rule, severity, why and how
+to do it safely. `-- pgrollout: lint-ignore RULE reason` in a file, or
+`rule:file` in the acknowledged list, lets a finding through, recorded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from .sqlfile import MigrationFile
+
+# squawk rules about what pgrollout already does for every file
+SQUAWK_MOOT = ("require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts",
+               "transaction-nesting")
+IGNORE_RE = re.compile(r"^\s*--\s*pgrollout:\s*lint-ignore\s+([a-z0-9-]+)\s*(.*)$", re.MULTILINE)
+AUTH_FUNCTIONS = {("auth", "uid"), ("auth", "jwt"), ("auth", "role")}
+
+RULES: dict[str, tuple[str, str, str]] = {
+    # rule: (severity, why, how to do it safely)
+    "rls-not-enabled": ("error", "a table in an exposed schema without row-level security is readable and "
+                        "writable by every API role", "ALTER TABLE ... ENABLE ROW LEVEL SECURITY in the same file, "
+                        "with the policies it needs"),
+    "auth-function-not-wrapped": ("warn", "auth.uid()/auth.jwt() called per row: the policy re-evaluates it for "
+                                  "every row (400 ms instead of 20 ms on 500k rows, measured)",
+                                  "wrap it: (select auth.uid()) = owner_id, which plans as an InitPlan"),
+    "foreign-key-to-auth-users": ("warn", "a foreign key to auth.users takes SHARE ROW EXCLUSIVE on the sign-up "
+                                  "table: sign-ups wait until the migration commits",
+                                  "keep the file short and lock_timeout low; add the key NOT VALID and VALIDATE "
+                                  "it in a later migration"),
+    "security-definer-without-search-path": ("error", "a SECURITY DEFINER function without SET search_path runs "
+                                             "with the caller's search_path: an object planted there runs with "
+                                             "the owner's rights", "add SET search_path = '' and qualify every "
+                                             "name in the body"),
+    "grant-to-anon": ("warn", "anon is every unauthenticated API caller", "grant to authenticated, or keep the "
+                      "grant and make sure RLS policies decide what anon sees"),
+    "drop-on-forward-path": ("error", "DROP TABLE / DROP COLUMN on the forward path discards data; a rollback "
+                             "cannot bring it back", "stop writing it first, keep a backup, and drop in a later "
+                             "migration once nothing reads it (or acknowledge: pgrollout_acknowledged_lint)"),
+}
+
+
+def finding(mf: MigrationFile, line: int, rule: str, detail: str = "", severity: str | None = None,
+            why: str | None = None, how: str | None = None, source: str = "pgrollout") -> dict[str, Any]:
+    base = RULES.get(rule, ("warn", "", ""))
+    return {"file": mf.path, "line": line, "rule": rule, "severity": severity or base[0],
+            "why": (why or base[1]) + (f" ({detail})" if detail else ""), "how": how or base[2], "source": source}
+
+
+def _walk(node: Any, inside_select: bool = False):
+    """(node, inside a sub-select) for every node of a parse tree."""
+    from pglast import ast
+
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _walk(item, inside_select)
+        return
+    if not isinstance(node, ast.Node):
+        return
+    yield node, inside_select
+    inner = inside_select or isinstance(node, ast.SubLink)
+    for name in node:
+        yield from _walk(getattr(node, name), inner)
+
+
+def _function_name(call: Any) -> tuple[str, ...]:
+    return tuple(getattr(part, "sval", "") for part in call.funcname or ())
+
+
+def _own_rules(mf: MigrationFile, exposed: list[str], direction: str) -> list[dict[str, Any]]:
+    import pglast
+    from pglast import ast
+    from pglast.enums import AlterTableType, ConstrType, ObjectType
+
+    findings, created, secured = [], {}, set()
+    for stmt in mf.statements:
+        for raw in pglast.parse_sql(stmt.text):
+            node = raw.stmt
+            if isinstance(node, ast.CreateStmt):
+                schema = node.relation.schemaname or "public"
+                if schema in exposed:
+                    created[(schema, node.relation.relname)] = stmt.line
+            if isinstance(node, ast.AlterTableStmt):
+                schema = node.relation.schemaname or "public"
+                for cmd in node.cmds or ():
+                    if cmd.subtype == AlterTableType.AT_EnableRowSecurity:
+                        secured.add((schema, node.relation.relname))
+                    if cmd.subtype == AlterTableType.AT_DropColumn and direction == "up":
+                        findings.append(finding(mf, stmt.line, "drop-on-forward-path",
+                                                f"column {schema}.{node.relation.relname}.{cmd.name}"))
+            if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_TABLE and direction == "up":
+                names = ", ".join(".".join(p.sval for p in obj) for obj in node.objects)
+                findings.append(finding(mf, stmt.line, "drop-on-forward-path", f"table {names}"))
+            if isinstance(node, (ast.CreatePolicyStmt, ast.AlterPolicyStmt)):
+                for part, inside in _walk([node.qual, node.with_check]):
+                    if isinstance(part, ast.FuncCall) and _function_name(part) in AUTH_FUNCTIONS and not inside:
+                        findings.append(finding(mf, stmt.line, "auth-function-not-wrapped",
+                                                f"{'.'.join(_function_name(part))}() in policy {node.policy_name}"))
+            for part, _ in _walk(node):
+                if isinstance(part, ast.Constraint) and part.contype == ConstrType.CONSTR_FOREIGN and part.pktable \
+                        and (part.pktable.schemaname, part.pktable.relname) == ("auth", "users"):
+                    findings.append(finding(mf, stmt.line, "foreign-key-to-auth-users"))
+            if isinstance(node, ast.CreateFunctionStmt):
+                options = {opt.defname: opt for opt in node.options or ()}
+                definer = "security" in options and getattr(options["security"].arg, "boolval", False)
+                sets_path = any(isinstance(o.arg, ast.VariableSetStmt) and o.arg.name == "search_path"
+                                for o in node.options or () if o.defname == "set")
+                if definer and not sets_path:
+                    name = ".".join(p.sval for p in node.funcname)
+                    findings.append(finding(mf, stmt.line, "security-definer-without-search-path", name))
+            if isinstance(node, ast.GrantStmt) and node.is_grant and any(
+                    getattr(g, "rolename", None) == "anon" for g in node.grantees or ()):
+                findings.append(finding(mf, stmt.line, "grant-to-anon"))
+    for (schema, table), line in created.items():
+        if (schema, table) not in secured:
+            findings.append(finding(mf, line, "rls-not-enabled", f"{schema}.{table}"))
+    return findings
+
+
+def _squawk(files: list[MigrationFile], binary: str, config: str | None, in_transaction: bool) -> list[dict]:
+    if not files:
+        return []
+    cmd = [binary, "--reporter", "json", "--pg-version", "15.0",
+           "--assume-in-transaction" if in_transaction else "--no-assume-in-transaction",
+           "--exclude", ",".join(SQUAWK_MOOT)]
+    if config:
+        cmd += ["--config", config]
+    proc = subprocess.run([*cmd, *[f.path for f in files]], capture_output=True, text=True)
+    try:
+        reported = json.loads(proc.stdout or "[]")
+    except ValueError as exc:
+        raise RuntimeError(f"squawk failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout[:500]}") \
+            from exc
+    by_path = {f.path: f for f in files}
+    return [finding(by_path.get(r["file"]) or files[0], int(r.get("line") or 0) + 1, r["rule_name"],
+                    severity="error" if r.get("level") == "Error" else "warn", why=r.get("message") or "",
+                    how=r.get("help") or f"see squawk's documentation of {r['rule_name']}", source="squawk")
+            for r in reported]
+
+
+def squawk_binary() -> str:
+    """squawk beside this Python (the venv's), else on PATH."""
+    import sys
+
+    beside = os.path.join(os.path.dirname(sys.executable), "squawk")
+    path = beside if os.path.exists(beside) else shutil.which("squawk") or beside
+    if not os.path.exists(path):
+        raise RuntimeError("squawk is not installed for this Python: pip install squawk-cli (requirements.txt)")
+    return path
+
+
+def lint(files: list[tuple[MigrationFile, str]], exposed: list[str], acknowledged: list[str] = (),
+         squawk_config: str | None = None, use_squawk: bool = True) -> dict[str, Any]:
+    """Findings for (file, direction) pairs; errors not ignored or acknowledged are `blocking`."""
+    findings: list[dict[str, Any]] = []
+    if use_squawk:
+        binary = squawk_binary()
+        for transactional in (True, False):
+            group = [mf for mf, _ in files if mf.transactional is transactional]
+            findings += _squawk(group, binary, squawk_config, transactional)
+    for mf, direction in files:
+        findings += _own_rules(mf, exposed, direction)
+    ignored = {(mf.path, rule): reason.strip() or "no reason given"
+               for mf, _ in files for rule, reason in IGNORE_RE.findall(mf.text)}
+    acked = set(acknowledged)
+    for item in findings:
+        key = f"{item['rule']}:{os.path.basename(item['file'])}"
+        if (item["file"], item["rule"]) in ignored:
+            item["ignored"] = ignored[(item["file"], item["rule"])]
+        elif key in acked:
+            item["acknowledged"] = True
+    findings.sort(key=lambda f: (f["file"], f["line"], f["rule"]))
+    blocking = [f for f in findings if f["severity"] == "error" and "ignored" not in f and not f.get("acknowledged")]
+    return {"findings": findings, "blocking": blocking, "files": [mf.path for mf, _ in files],
+            "summary": summary(findings)}
+
+
+def summary(findings: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for f in findings:
+        state = " (ignored: " + f["ignored"] + ")" if "ignored" in f else " (acknowledged)" if f.get("acknowledged") \
+            else ""
+        lines.append(f"{f['severity'].upper():5} {os.path.basename(f['file'])}:{f['line']} {f['rule']}{state}: "
+                     f"{f['why']}. Safer: {f['how']}")
+    return lines
+
+
+def junit(report: dict[str, Any]) -> str:
+    """One test case per file and rule found (and one passing case per clean file)."""
+    cases = []
+    for path in report["files"]:
+        mine = [f for f in report["findings"] if f["file"] == path]
+        name = os.path.basename(path)
+        if not mine:
+            cases.append(f'  <testcase classname="pgrollout.lint" name={quoteattr(name)}/>')
+        for f in mine:
+            label = quoteattr(f"{name}:{f['line']}")
+            case = f'  <testcase classname="pgrollout.lint.{escape(f["rule"])}" name={label}'
+            if f in report["blocking"]:
+                cases.append(case + f'>\n    <failure message={quoteattr(f["why"])}>{escape(f["how"])}</failure>\n'
+                             "  </testcase>")
+            else:
+                cases.append(case + f'>\n    <system-out>{escape(f["severity"] + ": " + f["why"])}</system-out>\n'
+                             "  </testcase>")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuite name="pgrollout migration lint" tests="{len(cases)}" failures="{len(report["blocking"])}">\n'
+            + "\n".join(cases) + "\n</testsuite>\n")
+
+
+def files_to_lint(layout: Any, versions: list[str] | None) -> list[tuple[MigrationFile, str]]:
+    """Forward and (existing) rollback files of the given versions, or of every migration."""
+    from .sqlfile import load
+
+    wanted = {int(v) for v in versions} if versions is not None else None
+    pairs: list[tuple[MigrationFile, str]] = []
+    for m in layout.migrations():
+        if wanted is not None and m.number not in wanted:
+            continue
+        pairs.append((load(m.up, m.version, m.name), "up"))
+        if os.path.exists(m.down):
+            pairs.append((load(m.down, m.version, m.name), "down"))
+    return pairs
+
+
+def write_reports(report: dict[str, Any], json_path: str | None, junit_path: str | None) -> None:
+    for path, text in ((json_path, json.dumps(report, indent=2, sort_keys=True)), (junit_path, junit(report))):
+        if path:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)

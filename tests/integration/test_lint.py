@@ -1,0 +1,69 @@
+"""The migration review: squawk for real, offline with no database, and in a rollout's preflight."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from conftest import REPO, query
+from migsets import MigrationSet
+from pgrollout import lint, sqlfile
+
+
+def test_squawk_flags_lock_risks_knowing_which_files_run_in_a_transaction(tmp_path):
+    risky = tmp_path / "004_risky.sql"
+    risky.write_text("CREATE INDEX kb_patterns_name ON public.kb_patterns (name);\n"
+                     "ALTER TABLE public.kb_patterns ADD COLUMN uid uuid NOT NULL DEFAULT gen_random_uuid();\n")
+    clean = tmp_path / "005_clean.sql"
+    clean.write_text("-- pgrollout: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS kb_patterns_type "
+                     "ON public.kb_patterns (pattern_type);\n")
+    report = lint.lint([(sqlfile.load(str(risky)), "up"), (sqlfile.load(str(clean)), "up")], ["public"])
+    rules = {(os.path.basename(f["file"]), f["rule"]) for f in report["findings"] if f["source"] == "squawk"}
+    assert ("004_risky.sql", "require-concurrent-index-creation") in rules
+    assert ("004_risky.sql", "adding-field-with-default") in rules
+    assert not [r for r in rules if r[0] == "005_clean.sql"]
+    assert all(f["line"] >= 1 and f["why"] and f["how"] for f in report["findings"])
+
+
+def lint_play(migrations: Path, rollbacks: Path, out: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    extra = {"pgrollout_migrations_dir": str(migrations), "pgrollout_rollbacks_dir": str(rollbacks),
+             "pgrollout_lint_dir": str(out), "pgrollout_acknowledged_lint": []}
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "lint.yml", "-e", json.dumps(extra)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_offline_lint_needs_no_database_and_fails_the_pipeline_on_an_error(tmp_path):
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "clean", "CREATE TABLE public.a (id bigint PRIMARY KEY);\n"
+             "ALTER TABLE public.a ENABLE ROW LEVEL SECURITY;\n", "DROP TABLE public.a;\n")
+    ok = lint_play(mset.migrations, mset.rollbacks, tmp_path / "out")
+    assert ok.returncode == 0, ok.stdout[-2000:]
+    mset.add("002", "unsafe", "CREATE TABLE public.b (id bigint PRIMARY KEY);\n", "DROP TABLE public.b;\n")
+    failed = lint_play(mset.migrations, mset.rollbacks, tmp_path / "out")
+    assert failed.returncode != 0 and "rls-not-enabled:002_unsafe.sql" in failed.stdout
+    suite = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    assert suite.get("failures") == "1"
+    assert [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None] == ["002_unsafe.sql:1"]
+    assert json.loads((tmp_path / "out" / "lint.json").read_text())["blocking"][0]["rule"] == "rls-not-enabled"
+
+
+def test_where_warnings_need_acknowledging_a_lint_error_stops_the_rollout_until_acknowledged(playbook, db, tmp_path):
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    for name in os.listdir(REPO / "supabase" / "migrations"):
+        (migrations / name).write_text((REPO / "supabase" / "migrations" / name).read_text())
+    (migrations / "004_drop_lessons.sql").write_text("DROP TABLE public.kb_lessons_learned;\n")
+    playbook.set(pgrollout_migrations_dir=str(migrations), pgrollout_require_warning_ack=True,
+                 pgrollout_require_verification=False, pgrollout_acknowledged_warnings=[])
+    refused = playbook.run()
+    assert refused.returncode != 0
+    assert "drop-on-forward-path:004_drop_lessons.sql" in " ".join(refused.stdout.split())
+    assert query(db, "SELECT to_regclass('public.bots')") == [(None,)]  # nothing changed, 003 neither
+    assert not (playbook.workdir / "backups").exists()
+    record = playbook.evidence()[-1]
+    assert record["lint"]["blocking"][0]["rule"] == "drop-on-forward-path"
+
