@@ -29,6 +29,11 @@ options:
     type: str
     choices: [supabase, updown]
     default: supabase
+  allow_out_of_order:
+    description: Versions a pending file may apply in although newer ones are applied (out_of_order_allowed).
+    type: list
+    elements: str
+    default: []
   require_spec:
     description: A file of the plan without a verification spec is a plan error.
     type: bool
@@ -128,6 +133,7 @@ def main() -> None:
         layout={"type": "str", "choices": ["supabase", "updown"], "default": "supabase"},
         rollback={"type": "dict"},
         require_spec={"type": "bool", "default": False},
+        allow_out_of_order={"type": "list", "elements": "str", "default": []},
         rls_schemas={"type": "list", "elements": "str", "default": ["public"]},
         long_running={"type": "str", "default": "5 minutes"},
         accept_drift={"type": "list", "elements": "str", "default": []},
@@ -139,7 +145,7 @@ def main() -> None:
     try:
         with connect(p) as conn:
             facts = gather(conn, layout, p["rls_schemas"], p["long_running"], p["accept_drift"], p["rollback"],
-                           p["require_spec"])
+                           p["require_spec"], p["allow_out_of_order"])
         facts["pooler"] = pooler(p)
     except (RuntimeError, MigrationFileError) as exc:
         module.fail_json(msg=str(exc))

@@ -77,7 +77,7 @@ def pooler(params: dict[str, Any]) -> dict[str, Any]:
 
 def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str], long_running: str,
            accept_drift: list[str] = (), rollback: dict[str, Any] | None = None,
-           require_spec: bool = False) -> dict[str, Any]:
+           require_spec: bool = False, allow_out_of_order: list[str] = ()) -> dict[str, Any]:
     """Everything preflight needs, in one READ ONLY transaction.
 
     With `rollback` ({"to": version or None, "version": version or None}) the
@@ -87,7 +87,7 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
         cur.execute("SET TRANSACTION READ ONLY")
         result = {**server(cur), "rls": rls(cur, rls_schemas), "long_running_sessions": sessions(cur, long_running),
                   "lease": lease.holder(cur)}
-        state = plan.status(cur, layout, accept_drift) if layout else {
+        state = plan.status(cur, layout, accept_drift, allow_out_of_order) if layout else {
             "applied": [a.version for _, a in sorted(ledger.read(cur).items())]}
         result["migrations"] = state
         to_lock = state.get("pending_paths", [])

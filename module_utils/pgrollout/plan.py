@@ -77,10 +77,12 @@ def build(layout: Layout, files: list[str], direction: str = "up", require_spec:
     return items
 
 
-def status(cur: Cursor, layout: Layout, accept_drift: list[str] = ()) -> dict[str, Any]:
+def status(cur: Cursor, layout: Layout, accept_drift: list[str] = (), allow_out_of_order: list[str] = ()
+           ) -> dict[str, Any]:
     """Applied, pending, drifted, missing and out-of-order migrations: ledger against files."""
     raw = ledger.read(cur)
     accepted = {int(v) for v in accept_drift if str(v).isdigit()}
+    allowed = {int(v) for v in allow_out_of_order if str(v).isdigit()}
     migrations = layout.migrations()
     # what another tool's ledger covers (golang-migrate: every version up to its own) counts as applied
     applied = {**{m.number: ledger.Applied(m.version, m.name, None) for m in migrations if m.number in raw},
@@ -114,8 +116,8 @@ def status(cur: Cursor, layout: Layout, accept_drift: list[str] = ()) -> dict[st
         "pending_versions": [m.version for m in pending],
         "drifted": [m.up for m in drifted if m.number not in accepted],
         "drift_accepted": [m.up for m in drifted if m.number in accepted],
-        "out_of_order": [os.path.basename(m.up) for m in pending if m.number < newest],
-        "out_of_order_versions": [m.version for m in pending if m.number < newest],
+        "out_of_order": [os.path.basename(m.up) for m in pending if m.number < newest and m.number not in allowed],
+        "out_of_order_allowed": [os.path.basename(m.up) for m in pending if m.number < newest and m.number in allowed],
         "missing_files": [applied[n].version for n in sorted(applied) if n not in files],
         "newest_applied": applied[newest].version if applied else None,
     }

@@ -66,7 +66,9 @@ def test_each_file_commits_on_its_own_and_a_failure_stops_the_files_after_it(emp
     with pytest.raises(migrate.MigrationError) as info:
         run(empty_db, mset)
     assert "005_broken.sql:2: statement 2 failed with SQLSTATE 22012" in str(info.value)
-    assert [r["version"] for r in info.value.details["results"]] == ["001", "002", "003", "004"]
+    results = info.value.details["results"]
+    assert [r["version"] for r in results] == ["001", "002", "003", "004", "005"]
+    assert results[-1]["failed"] and not results[-1]["changed"] and results[-1]["error"]["line"] == 2
     assert applied(empty_db) == ["001", "002", "003", "004"]
     assert query(empty_db, "SELECT to_regclass('ok_then'), to_regclass('never')") == [(None, None)]
 
