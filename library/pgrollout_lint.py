@@ -15,7 +15,10 @@ description:
   - "Each finding has file, line, rule, severity, why and how to do it safely.
     An inline C(-- pgrollout: lint-ignore RULE reason) comment, or C(rule:file)
     in O(acknowledged), lets it through (recorded). Errors left are C(blocking)."
-  - Needs no database. Writes the report as JSON and JUnit when asked.
+  - Needs no database. With O(annotate), each finding on an existing table of
+    the target gets its live rows, size and write rate, and rises to an error
+    above O(big_table_rows) or O(big_table_bytes).
+  - Writes the report as JSON and JUnit when asked.
 version_added: "0.2.0"
 options:
   migrations_dir: {description: Folder of the migration files., type: path, required: true}
@@ -38,6 +41,19 @@ options:
     description: Fail when an error is neither ignored nor acknowledged.
     type: bool
     default: true
+  annotate:
+    description: Connect to the target and annotate findings with the sizes of the tables they touch.
+    type: bool
+    default: false
+  big_table_rows:
+    description: With O(annotate), a finding on a table with more rows (estimate) is an error.
+    type: int
+    default: 1000000
+  big_table_bytes:
+    description: With O(annotate), a finding on a table larger than this (bytes) is an error.
+    type: int
+    default: 1073741824
+extends_documentation_fragment: [pgrollout]
 attributes:
   check_mode:
     support: full
@@ -65,13 +81,18 @@ summary: {description: One line per finding, for people., returned: always, type
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout.lint import files_to_lint, lint, write_reports
+from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible.module_utils.pgrollout.lint import annotate, files_to_lint, lint, write_reports
 from ansible.module_utils.pgrollout.plan import Layout
 from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=dict(
+        CONNECTION_ARGUMENT_SPEC,
+        annotate={"type": "bool", "default": False},
+        big_table_rows={"type": "int", "default": 1000000},
+        big_table_bytes={"type": "int", "default": 1073741824},
         migrations_dir={"type": "path", "required": True},
         rollbacks_dir={"type": "path"},
         layout={"type": "str", "choices": ["supabase", "updown"], "default": "supabase"},
@@ -90,6 +111,10 @@ def main() -> None:
     try:
         files = files_to_lint(Layout(p["migrations_dir"], p["rollbacks_dir"], layout=p["layout"]), p["versions"])
         report = lint(files, p["exposed_schemas"], p["acknowledged"], config)
+        if p["annotate"]:
+            with connect(p) as conn, conn.transaction(), conn.cursor() as cur:
+                cur.execute("SET TRANSACTION READ ONLY")
+                annotate(report, files, cur, p["big_table_rows"], p["big_table_bytes"])
         write_reports(report, p["json_path"], p["junit_path"])
     except (MigrationFileError, RuntimeError, OSError) as exc:
         module.fail_json(msg=str(exc))

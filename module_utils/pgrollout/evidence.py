@@ -17,7 +17,7 @@ SCHEMA_VERSION = 1
 MIGRATION_FIELDS = ("version", "name", "path", "direction", "checksum", "changed", "statements", "duration_ms",
                     "lock_hold_ms", "locks", "attempts", "schema_changes", "msg", "error", "checks_summary",
                     "dry_run", "transactional", "dry_runnable", "too_slow_to_dry_run", "drift_accepted", "spec",
-                    "notes", "failed")
+                    "notes", "failed", "lock_report")
 LEASE_FIELDS = ("event", "holder", "leftovers", "msg")
 BACKUP_FIELDS = ("path", "manifest", "format", "sha256", "size_bytes", "database_size_bytes", "table_count",
                  "validated", "removed", "msg")

@@ -161,6 +161,60 @@ def squawk_binary() -> str:
     return path
 
 
+_SIZES_SQL = """
+SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid),
+       coalesce(round((s.n_tup_ins + s.n_tup_upd + s.n_tup_del)
+             / greatest(extract(epoch FROM now() - coalesce(d.stats_reset, pg_postmaster_start_time())), 1)
+             ::numeric, 2), 0)::float
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+LEFT JOIN pg_stat_database d ON d.datname = current_database()
+WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+"""
+
+
+def table_sizes(cur: Any, tables: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """Live rows (estimate), total size and writes per second (since the statistics began) per table."""
+    if not tables:
+        return {}
+    cur.execute(_SIZES_SQL, ([t[0] for t in tables], [t[1] for t in tables]))
+    return {f"{schema}.{name}": {"rows": rows, "bytes": size, "writes_per_second": rate}
+            for schema, name, rows, size, rate in cur.fetchall()}
+
+
+def human(rows: int, size: int) -> str:
+    count = f"{rows / 1e6:.1f} M" if rows >= 1e6 else f"{rows / 1e3:.1f} k" if rows >= 1e3 else str(rows)
+    amount = f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.0f} MB" if size >= 2**20 else \
+        f"{size / 2**10:.0f} kB"
+    return f"{count} rows, {amount}"
+
+
+def annotate(report: dict[str, Any], files: list[tuple[MigrationFile, str]], cur: Any, big_rows: int,
+             big_bytes: int) -> None:
+    """Each finding on existing tables gets their size; above either threshold a finding becomes an error."""
+    from . import locks
+
+    by_path = {mf.path: mf for mf, _ in files}
+    for item in report["findings"]:
+        mf = by_path.get(item["file"])
+        statement = next((st for st in reversed(mf.statements) if st.line <= item["line"]), None) if mf else None
+        if statement is None:
+            continue
+        resolved = locks.resolve(cur, locks.lock_plan([statement]))
+        sizes = table_sizes(cur, [(s, n) for s, n, _ in resolved])
+        if not sizes:
+            continue
+        item["tables"] = sizes
+        item["why"] += " — on " + "; ".join(f"{t} ({human(v['rows'], v['bytes'])}, "
+                                             f"{v['writes_per_second']} writes/s)" for t, v in sizes.items())
+        if item["severity"] != "error" and any(v["rows"] > big_rows or v["bytes"] > big_bytes
+                                               for v in sizes.values()):
+            item["severity"], item["raised"] = "error", f"a table above {big_rows} rows or {big_bytes} bytes"
+    report["blocking"] = [f for f in report["findings"] if f["severity"] == "error" and "ignored" not in f
+                          and not f.get("acknowledged")]
+    report["summary"] = summary(report["findings"])
+
+
 def lint(files: list[tuple[MigrationFile, str]], exposed: list[str], acknowledged: list[str] = (),
          squawk_config: str | None = None, use_squawk: bool = True) -> dict[str, Any]:
     """Findings for (file, direction) pairs; errors not ignored or acknowledged are `blocking`."""

@@ -98,12 +98,27 @@ WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted AND database 
 """
 
 
-def held_locks(cur: Cursor, names_before: dict[int, str]) -> list[dict[str, str]]:
-    """Strongest lock per user table this transaction holds, dropped tables included."""
+def held_locks(cur: Cursor, names_before: dict[int, str],
+               held_before: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """Strongest lock per user table this transaction holds, dropped tables included.
+
+    With `held_before` (a dry run of several files in one transaction), only
+    the locks this file took or made stronger.
+    """
     cur.execute(TABLES_SQL)
     names = {**names_before, **dict(cur.fetchall())}
     cur.execute(HELD_SQL)
-    return strongest_locks([(names[oid], mode) for oid, mode in cur.fetchall() if oid in names])
+    held = strongest_locks([(names[oid], mode) for oid, mode in cur.fetchall() if oid in names])
+    if not held_before:
+        return held
+    return [lk for lk in held if lk["relation"] not in held_before
+            or locks.PLAN_STRENGTH.index(lk["mode"]) > locks.PLAN_STRENGTH.index(held_before[lk["relation"]])]
+
+
+def _file_locks(taken: list[dict[str, str]], resolved: list[tuple[str, str, str]]) -> list[dict[str, str]]:
+    """What this file holds: the locks it took, and those of its plan that the transaction held already."""
+    rows = [(lk["relation"], lk["mode"]) for lk in taken] + [(f"{s}.{n}", mode) for s, n, mode in resolved]
+    return strongest_locks(rows)
 
 
 def statement_error(mf: MigrationFile, stmt: Statement, exc: Exception, applied_note: str) -> MigrationError:
@@ -227,6 +242,7 @@ def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[s
         return skipped
     cur.execute(TABLES_SQL)
     names_before = dict(cur.fetchall())
+    held_before = {lk["relation"]: lk["mode"] for lk in held_locks(cur, names_before)}
     resolved = locks.resolve(cur, locks.lock_plan(mf.statements))
     try:
         with conn.transaction():
@@ -250,7 +266,7 @@ def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[s
                   duration_ms=duration_ms, run_id=opts.run_id,
                   applied_version=None if item.direction == "up" else _applied_version(cur, item))
     result = {**item.base(opts), "changed": True, "statements": len(mf.statements), "duration_ms": duration_ms,
-              "locks": held_locks(cur, names_before), "_locked_at": locked_at}
+              "locks": _file_locks(held_locks(cur, names_before, held_before), resolved), "_locked_at": locked_at}
     if item.checks:
         _verify_in_transaction(conn, item, result)
     verb = "applied" if item.direction == "up" else "rolled back"
@@ -355,6 +371,8 @@ def _whole_plan(conn: Connection, items: list[Item], opts: Options, results: lis
                     exc.details["caused_by_not_dry_run"] = list(not_run)
                 results.append(failed_result(item, opts, exc))
                 raise
+            if opts.check_mode:  # as long as this file would hold them, up to its own commit
+                _finish_hold(result, time.monotonic())
             if before is not None and result["changed"]:
                 _add_diff(cur, item, result, before)
             results.append(result)
@@ -362,12 +380,26 @@ def _whole_plan(conn: Connection, items: list[Item], opts: Options, results: lis
             now = time.monotonic()
             for result in results:
                 _finish_hold(result, now)
+            _lock_report(cur, results)
             raise psycopg.Rollback(outer)
         if any(r["changed"] for r in results):
             before_commit(opts)
     now = time.monotonic()
     for result in results:
         _finish_hold(result, now)
+
+
+def _lock_report(cur: Cursor, results: list[dict[str, Any]]) -> None:
+    """What each dry-run file would hold, on how big a table, for how long."""
+    from .lint import human, table_sizes
+
+    for result in results:
+        tables = [tuple(lk["relation"].split(".", 1)) for lk in result.get("locks") or []]
+        sizes = table_sizes(cur, tables) if tables and "lock_hold_ms" in result else {}
+        result["lock_report"] = [
+            f"holds {lk['mode']} on {lk['relation']} ({human(size['rows'], size['bytes'])}) for "
+            f"{result['lock_hold_ms'] / 1000:.1f} s"
+            for lk in result.get("locks") or [] if (size := sizes.get(lk["relation"]))]
 
 
 def _add_diff(cur: Cursor, item: Item, result: dict[str, Any], before: dict[str, Any]) -> None:

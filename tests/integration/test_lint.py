@@ -67,3 +67,34 @@ def test_where_warnings_need_acknowledging_a_lint_error_stops_the_rollout_until_
     record = playbook.evidence()[-1]
     assert record["lint"]["blocking"][0]["rule"] == "drop-on-forward-path"
 
+
+
+def test_on_a_big_table_the_dry_run_reports_size_and_lock_hold_and_prod_refuses_until_acknowledged(playbook, db,
+                                                                                                  tmp_path):
+    from conftest import execute
+    execute(db, "INSERT INTO public.kb_patterns (name, pattern_type) "
+                "SELECT 'p' || g, 'x' FROM generate_series(1, 1000500) g; ANALYZE public.kb_patterns")
+    migrations, specs = tmp_path / "migrations", tmp_path / "verification"
+    for folder, source in ((migrations, "supabase/migrations"), (specs, "verification")):
+        folder.mkdir()
+        for name in os.listdir(REPO / source):
+            (folder / name).write_text((REPO / source / name).read_text())
+    (migrations / "004_index_names.sql").write_text("CREATE INDEX kb_patterns_name ON public.kb_patterns (name);\n")
+    playbook.set(pgrollout_migrations_dir=str(migrations), pgrollout_verification_dir=str(specs),
+                 pgrollout_backup=False)
+    dry = playbook.run("rollout.yml", "--check")
+    assert dry.returncode == 0, dry.stdout[-3000:]
+    said = " ".join(dry.stdout.split())
+    assert "holds ShareLock on public.kb_patterns (1.0 M rows, " in said and " MB) for " in said
+    assert "require-concurrent-index-creation" in said and "on public.kb_patterns (1.0 M rows" in said
+    playbook.set(pgrollout_require_warning_ack=True)  # as in staging and prod
+    refused = playbook.run()
+    assert refused.returncode != 0
+    assert "require-concurrent-index-creation:004_index_names.sql" in " ".join(refused.stdout.split())
+    assert query(db, "SELECT to_regclass('public.kb_patterns_name')") == [(None,)]
+    acknowledged = playbook.run("rollout.yml", "-e", json.dumps({
+        "pgrollout_acknowledged_lint": ["require-concurrent-index-creation:004_index_names.sql"]}))
+    assert acknowledged.returncode == 0, acknowledged.stdout[-3000:]
+    assert query(db, "SELECT to_regclass('public.kb_patterns_name')::text") == [("kb_patterns_name",)]
+    record = playbook.evidence()[-1]
+    assert [f for f in record["lint"]["findings"] if f.get("acknowledged")]
