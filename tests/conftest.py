@@ -140,6 +140,7 @@ class Playbook:
             "pgrollout_db_ssl_mode": "disable",
             "pgrollout_evidence_root": str(self.workdir / "evidence"),
             "pgrollout_backup_dir": str(self.workdir / "backups"),
+            "pgrollout_watch_minutes": 0,  # the watch has tests of its own
             **host_vars,
         }
         self.set()

@@ -13,6 +13,8 @@ import re
 import subprocess
 from typing import Any
 
+from .timeline import svg
+
 SCHEMA_VERSION = 1
 MIGRATION_FIELDS = ("version", "name", "path", "direction", "checksum", "changed", "statements", "duration_ms",
                     "lock_hold_ms", "locks", "attempts", "schema_changes", "msg", "error", "checks_summary",
@@ -106,6 +108,9 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
         "rollback_verification": _checks(steps.get("rollback_verify"), None),
         "rollback_audit": _checks(steps.get("rollback_verify_audit"), "verification/security_audit.yml"),
         "lint": _pick(steps.get("lint"), ("findings", "blocking", "summary")),
+        "watch": None if not _pick(steps.get("watch"), ("series",)) else {
+            **_pick(steps.get("watch"), ("series", "peaks", "breaches", "msg")),
+            "baseline": (_pick(steps.get("watch_baseline"), ("peaks",)) or {}).get("peaks")},
         "ledger": _pick(steps.get("ledger"), ("recorded", "already", "version", "mark", "reason", "msg")),
         "allowed_out_of_order": steps.get("allowed_out_of_order") or None,
         "rehearsal": [{k: step.get(k) for k in ("step", "ok", "msg", "summary") if k in step}
@@ -208,8 +213,10 @@ def write(directory: str, record: dict[str, Any], secrets: list[str]) -> tuple[s
     """Write <run_id>.json and <run_id>.md (0640) into `directory`; return both paths."""
     os.makedirs(directory, mode=0o750, exist_ok=True)
     stem = os.path.join(directory, f"{record['run_id']}{'-dryrun' if record['dry_run'] else ''}")
+    picture = stem + ".svg"
     outputs = {stem + ".json": json.dumps(record, indent=2, sort_keys=False, default=str) + "\n",
-               stem + ".md": markdown(record)}
+               stem + ".md": markdown(record) + f"\n![timeline]({os.path.basename(picture)})\n",
+               picture: svg(record)}
     for path, text in outputs.items():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         with os.fdopen(fd, "w") as handle:
