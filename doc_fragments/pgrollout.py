@@ -48,3 +48,19 @@ options:
 requirements:
   - psycopg >= 3.2 on the host that runs the module
 """
+
+    # Where a plan's files are and how they are named (modules that read them).
+    LAYOUT = r"""
+options:
+  rollbacks_dir:
+    description: Folder of the rollback files (layout C(supabase)).
+    type: path
+  verification_dir:
+    description: Folder of the verification specs.
+    type: path
+  layout:
+    description: C(supabase) (NNN_name.sql, rollbacks/NNN_name_rollback.sql) or C(updown) (NNN_name.up.sql, .down.sql).
+    type: str
+    choices: [supabase, updown]
+    default: supabase
+"""

@@ -18,17 +18,6 @@ options:
   migrations_dir:
     description: Folder of the migration files on the managed host.
     type: path
-  rollbacks_dir:
-    description: Folder of the rollback files (layout C(supabase)).
-    type: path
-  verification_dir:
-    description: Folder of the verification specs.
-    type: path
-  layout:
-    description: C(supabase) (NNN_name.sql, rollbacks/NNN_name_rollback.sql) or C(updown) (NNN_name.up.sql, .down.sql).
-    type: str
-    choices: [supabase, updown]
-    default: supabase
   allow_out_of_order:
     description: Versions a pending file may apply in although newer ones are applied (out_of_order_allowed).
     type: list
@@ -58,7 +47,7 @@ options:
     type: list
     elements: str
     default: []
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout, pgrollout.layout]
 attributes:
   check_mode:
     support: full
@@ -120,7 +109,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgrollout import modules
 from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
 from ansible.module_utils.pgrollout.facts import gather, pooler
-from ansible.module_utils.pgrollout.plan import Layout
+from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout
 from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
 
 
@@ -128,9 +117,7 @@ def main() -> None:
     spec = dict(
         CONNECTION_ARGUMENT_SPEC,
         migrations_dir={"type": "path"},
-        rollbacks_dir={"type": "path"},
-        verification_dir={"type": "path"},
-        layout={"type": "str", "choices": ["supabase", "updown"], "default": "supabase"},
+        **LAYOUT_ARGUMENT_SPEC,
         rollback={"type": "dict"},
         require_spec={"type": "bool", "default": False},
         allow_out_of_order={"type": "list", "elements": "str", "default": []},

@@ -52,17 +52,6 @@ options:
   migrations_dir:
     description: Folder of the migration files (required with O(files)).
     type: path
-  rollbacks_dir:
-    description: Folder of the rollback files (layout C(supabase)).
-    type: path
-  verification_dir:
-    description: Folder of the verification specs.
-    type: path
-  layout:
-    description: C(supabase) (NNN_name.sql, rollbacks/NNN_name_rollback.sql) or C(updown) (NNN_name.up.sql, .down.sql).
-    type: str
-    choices: [supabase, updown]
-    default: supabase
   require_spec:
     description: Refuse, before anything runs, a file of the run that has no verification spec.
     type: bool
@@ -129,7 +118,7 @@ options:
     description: Seconds of the lease's TTL; the lease is renewed every quarter of it while the module runs.
     type: int
     default: 600
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout, pgrollout.layout]
 attributes:
   check_mode:
     support: full
@@ -204,7 +193,7 @@ from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, 
 from ansible.module_utils.pgrollout.controller import ControllerWatch
 from ansible.module_utils.pgrollout.lease import heartbeat
 from ansible.module_utils.pgrollout.migrate import Item, MigrationError, Options, apply_plan
-from ansible.module_utils.pgrollout.plan import Layout, PlanError, build
+from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError, build
 from ansible.module_utils.pgrollout.retry import RetryPolicy
 from ansible.module_utils.pgrollout.sqlfile import MigrationFileError, load
 from ansible.module_utils.pgrollout.timeouts import TimeoutSettingError, check
@@ -216,9 +205,7 @@ ARGUMENT_SPEC = dict(
     forward_path={"type": "path"},
     direction={"type": "str", "choices": ["up", "down"], "default": "up"},
     migrations_dir={"type": "path"},
-    rollbacks_dir={"type": "path"},
-    verification_dir={"type": "path"},
-    layout={"type": "str", "choices": ["supabase", "updown"], "default": "supabase"},
+    **LAYOUT_ARGUMENT_SPEC,
     require_spec={"type": "bool", "default": False},
     final_checks={"type": "list", "elements": "dict", "aliases": ["checks"]},
     single_transaction={"type": "bool", "default": False},

@@ -19,6 +19,14 @@ if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Cursor
 
 
+# The options of every module that reads a plan's files (doc fragment pgrollout.layout).
+LAYOUT_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "rollbacks_dir": {"type": "path"},
+    "verification_dir": {"type": "path"},
+    "layout": {"type": "str", "choices": ["supabase", "updown"], "default": "supabase"},
+}
+
+
 @dataclass
 class Layout:
     migrations_dir: str
