@@ -137,10 +137,6 @@ from ansible.module_utils.pgrollout.restore import (
 )
 
 
-def public(what: dict) -> dict:
-    return {k: v for k, v in what.items() if not k.startswith("_")}
-
-
 def decided(module: AnsibleModule, p: dict, sha256: str, report: dict) -> None:
     """A target restore goes ahead only on the operator's explicit, informed decision."""
     common = {"sha256": sha256, "discard_report": report}
@@ -182,7 +178,7 @@ def main() -> None:
             what = plan(p, archive, p["schemas"], p["tables"], p["pg_bindir"], into_target=True)
             report = discard_report(p, manifest, what["drop_first"])
             if module.check_mode:
-                module.exit_json(changed=True, sha256=sha256, discard_report=report, **public(what),
+                module.exit_json(changed=True, sha256=sha256, discard_report=report, **modules.public(what),
                                  msg=f"checksum verified; would restore {len(what['tables'])} table(s) and first "
                                      f"drop {len(what['drop_first'])} object(s) created since; it would discard: "
                                      f"{describe_report(report)}")
@@ -198,16 +194,16 @@ def main() -> None:
                                  f"{describe_report(report)}")
         if module.check_mode:
             what = plan(p, archive, [], p["tables"], p["pg_bindir"], into_target=False)
-            module.exit_json(changed=mode != "rehearse", sha256=sha256, **public(what),
+            module.exit_json(changed=mode != "rehearse", sha256=sha256, **modules.public(what),
                              msg=f"checksum verified; would restore {len(what['tables'])} table(s) ({mode})")
         if mode == "scratch":
             restore_scratch(p, archive, p["scratch_db"], jobs=p["jobs"], tables=p["tables"], bindir=p["pg_bindir"])
             what = plan(p, archive, [], p["tables"], p["pg_bindir"], into_target=False)
-            module.exit_json(changed=True, sha256=sha256, **public(what),
+            module.exit_json(changed=True, sha256=sha256, **modules.public(what),
                              msg=f"restored {archive} into the new database {p['scratch_db']}")
         result = rehearse(p, archive, jobs=p["jobs"], bindir=p["pg_bindir"])
         what = plan(p, archive, [], [], p["pg_bindir"], into_target=False)
-        module.exit_json(changed=False, sha256=result["sha256"], rehearsal=result, **public(what),
+        module.exit_json(changed=False, sha256=result["sha256"], rehearsal=result, **modules.public(what),
                          msg=f"rehearsal: {result['tables']} tables and {result['rows']} rows restored "
                              "as dumped; scratch database dropped")
     except (BackupError, RuntimeError, OSError, LeaseError) as exc:

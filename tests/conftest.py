@@ -204,6 +204,14 @@ class Playbook:
                 if t["task"].split(" : ")[-1] == name and t["status"] != "skipped"]
 
 
+def set_playbook(params: dict[str, Any], mset: Any, workdir: Path) -> Playbook:
+    """A Playbook for a generated migration set (tests/migsets.py) on a database of its own, nothing exposed."""
+    workdir.mkdir()
+    book = Playbook(params, workdir)
+    book.set(**mset.host_vars(), pgrollout_exposed_schemas=["nothing_exposed"])
+    return book
+
+
 @pytest.fixture
 def playbook(db, tmp_path) -> Playbook:
     return Playbook(db, tmp_path)

@@ -48,9 +48,8 @@ def sessions(cur: Cursor, older_than: str) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
 
-def lock_holders(cur: Cursor, paths: list[str], layout: plan.Layout | None = None) -> dict[str, Any]:
+def lock_holders(cur: Cursor, files: list[sqlfile.MigrationFile]) -> dict[str, Any]:
     """Sessions holding locks on the existing tables the given files will lock."""
-    files = [sqlfile.load(p, "0", "x") for p in paths]
     resolved = locks.resolve(cur, locks.merge([locks.lock_plan(f.statements) for f in files]))
     tables = [locks.plain(s, n) for s, n, _ in resolved]
     return {"tables": {locks.plain(s, n): mode for s, n, mode in resolved}, "holders": locks.holders(cur, tables)}
@@ -90,20 +89,18 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
         state = plan.status(cur, layout, accept_drift, allow_out_of_order) if layout else {
             "applied": [a.version for _, a in sorted(ledger.read(cur).items())]}
         result["migrations"] = state
-        to_lock = state.get("pending_paths", [])
+        to_lock: list[plan.Item] = []
         if layout and rollback is None:
             try:  # every pending file and spec read and checked before anything changes
-                plan.build(layout, to_lock, "up", require_spec)
+                to_lock = plan.build(layout, state["pending_paths"], "up", require_spec)
             except plan.PlanError as exc:
                 result["plan_error"] = str(exc)
         if rollback is not None and layout:
             try:
                 targets = plan.rollback_targets(state, rollback.get("to"), rollback.get("version"))
-                plan.build(layout, [t["path"] for t in targets], "down", require_spec)
+                to_lock = plan.build(layout, [t["path"] for t in targets], "down", require_spec)
                 result["rollback_plan"] = targets
-                to_lock = [t["down"] for t in targets]
             except plan.PlanError as exc:
                 result["rollback_plan"], result["rollback_error"] = [], str(exc)
-                to_lock = []
-        result["locks"] = lock_holders(cur, to_lock)
+        result["locks"] = lock_holders(cur, [item.file for item in to_lock])
         return result

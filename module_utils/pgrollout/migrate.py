@@ -106,13 +106,16 @@ def held_locks(cur: Cursor, names_before: dict[int, str],
     the locks this file took or made stronger.
     """
     cur.execute(TABLES_SQL)
-    names = {**names_before, **dict(cur.fetchall())}
-    cur.execute(HELD_SQL)
-    held = strongest_locks([(names[oid], mode) for oid, mode in cur.fetchall() if oid in names])
+    held = _held(cur, {**names_before, **dict(cur.fetchall())})
     if not held_before:
         return held
     return [lk for lk in held if lk["relation"] not in held_before
             or locks.PLAN_STRENGTH.index(lk["mode"]) > locks.PLAN_STRENGTH.index(held_before[lk["relation"]])]
+
+
+def _held(cur: Cursor, names: dict[int, str]) -> list[dict[str, str]]:
+    cur.execute(HELD_SQL)
+    return strongest_locks([(names[oid], mode) for oid, mode in cur.fetchall() if oid in names])
 
 
 def _file_locks(taken: list[dict[str, str]], resolved: list[tuple[str, str, str]]) -> list[dict[str, str]]:
@@ -210,10 +213,12 @@ def _too_slow(item: Item, opts: Options, stmt: Statement, resolved: list[tuple[s
                              "locks": [{"relation": f"{s}.{n}", "mode": m} for s, n, m in resolved]})
 
 
-def skip_or_drift(cur: Cursor, item: Item, opts: Options) -> dict[str, Any] | None:
-    """The result when the file needs no run (applied already / not applied), or after recording accepted drift."""
+def skip_or_drift(cur: Cursor, item: Item, opts: Options, entry: ledger.Applied | None) -> dict[str, Any] | None:
+    """The result when the file needs no run (applied already / not applied), or after recording accepted drift.
+
+    `entry` is the file's version in the ledger (None: not applied), read by the caller in this transaction.
+    """
     mf = item.file
-    entry = ledger.read(cur).get(item.number)
     result = item.base(opts)
     if item.direction == "down":
         if entry is None:
@@ -237,12 +242,13 @@ def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[s
     import psycopg
 
     mf = item.file
-    skipped = skip_or_drift(cur, item, opts)
+    entry = ledger.read(cur).get(item.number)
+    skipped = skip_or_drift(cur, item, opts, entry)
     if skipped is not None:
         return skipped
     cur.execute(TABLES_SQL)
     names_before = dict(cur.fetchall())
-    held_before = {lk["relation"]: lk["mode"] for lk in held_locks(cur, names_before)}
+    held_before = {lk["relation"]: lk["mode"] for lk in _held(cur, names_before)}
     resolved = locks.resolve(cur, locks.lock_plan(mf.statements))
     try:
         with conn.transaction():
@@ -264,7 +270,7 @@ def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[s
     ledger.record(cur, version=mf.version, name=mf.name, statements=mf.ledger_statements,
                   checksum=item.forward_checksum or mf.checksum, direction=item.direction,
                   duration_ms=duration_ms, run_id=opts.run_id,
-                  applied_version=None if item.direction == "up" else _applied_version(cur, item))
+                  applied_version=entry.version if entry else None)
     result = {**item.base(opts), "changed": True, "statements": len(mf.statements), "duration_ms": duration_ms,
               "locks": _file_locks(held_locks(cur, names_before, held_before), resolved), "_locked_at": locked_at}
     if item.checks:
@@ -273,11 +279,6 @@ def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[s
     result["msg"] = (f"{'dry run: ' if opts.check_mode else ''}{verb} {mf.version}_{mf.name}"
                      + (" (no statements: comment-only)" if not mf.statements else ""))
     return result
-
-
-def _applied_version(cur: Cursor, item: Item) -> str:
-    entry = ledger.read(cur).get(item.number)
-    return entry.version if entry else item.file.version
 
 
 def _verify_in_transaction(conn: Connection, item: Item, result: dict[str, Any]) -> None:
@@ -377,9 +378,6 @@ def _whole_plan(conn: Connection, items: list[Item], opts: Options, results: lis
                 _add_diff(cur, item, result, before)
             results.append(result)
         if opts.check_mode:
-            now = time.monotonic()
-            for result in results:
-                _finish_hold(result, now)
             _lock_report(cur, results)
             raise psycopg.Rollback(outer)
         if any(r["changed"] for r in results):

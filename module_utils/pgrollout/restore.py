@@ -26,6 +26,7 @@ from typing import Any
 
 from .backup import BackupError, table_rows, tool_path, trusted_manifest, verify_archive
 from .connection import client_environment, connect
+from .modules import public
 from .scratch import create_database, drop_database
 
 # TOC entry types that name an object a later migration may add, as pg_restore --list writes them.
@@ -249,7 +250,7 @@ def restore_target(params: dict[str, Any], archive: str, *, schemas: list[str] |
     with client_environment(params) as env:
         _pipe(restore_cmd, psql, env, f"restore of {archive} into {params['login_db']}", _setting(lock_timeout),
               preamble)
-    return {"manifest": manifest, **{k: v for k, v in what.items() if not k.startswith("_")}}
+    return {"manifest": manifest, **public(what)}
 
 
 def _setting(value: str) -> str:

@@ -144,10 +144,10 @@ def _bounds(text: str, raws: list[object]) -> list[tuple[int, int]]:
             for raw in raws]
 
 
-def split_statements(text: str, path: str = "<sql>") -> list[Statement]:
+def split_statements(text: str, path: str = "<sql>", raws: list[object] | None = None) -> list[Statement]:
     from pglast import parser
 
-    raws = _parse(text, path)
+    raws = _parse(text, path) if raws is None else raws
     slices = list(parser.split(text, with_parser=True, only_slices=True))
     return [
         Statement(number=i, line=text.count("\n", 0, sl.start) + 1, text=text[sl], kind=_kind(raw.stmt))
@@ -203,7 +203,7 @@ def load(path: str, version: str | None = None, name: str | None = None) -> Migr
                                  "saying why it is intentionally a no-op")
     raws = _parse(text, path)
     return MigrationFile(path=path, version=version, name=name, text=text, checksum=checksum(text),
-                         statements=split_statements(text, path), transactional=is_transactional(text),
+                         statements=split_statements(text, path, raws), transactional=is_transactional(text),
                          ledger_statements=ledger_statements(text, raws, path))
 
 

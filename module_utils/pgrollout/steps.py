@@ -111,12 +111,9 @@ def _pending(cur: Cursor, item: Item) -> tuple[list[Statement], int]:
 
 
 def apply_steps(conn: Connection, item: Item, opts: Options) -> dict[str, Any]:
+    """A real run only: the dry run reports a non-transactional file without running it (migrate._whole_plan)."""
     mf = item.file
     result: dict[str, Any] = {**item.base(opts), "transactional": False}
-    if opts.check_mode:
-        return {**result, "changed": True, "statements": 0, "dry_runnable": False,
-                "msg": f"not dry-runnable: {mf.path} is non-transactional; it would run "
-                       f"{len(mf.statements)} statement(s) one by one"}
     was_autocommit = conn.autocommit
     conn.autocommit = True
     attempts: list[dict[str, Any]] = []
@@ -130,7 +127,8 @@ def apply_steps(conn: Connection, item: Item, opts: Options) -> dict[str, Any]:
                 with conn.transaction():
                     if opts.require_lease:
                         lease.check(cur, opts.run_id or "")
-                    skipped = skip_or_drift(cur, item, opts)
+                    entry = ledger.read(cur).get(item.number)
+                    skipped = skip_or_drift(cur, item, opts, entry)
                 if skipped is not None:
                     return skipped
                 pending, resumed = _pending(cur, item)
@@ -142,11 +140,10 @@ def apply_steps(conn: Connection, item: Item, opts: Options) -> dict[str, Any]:
                 with conn.transaction():
                     if opts.require_lease:
                         lease.check(cur, opts.run_id or "")
-                    applied = ledger.read(cur).get(item.number)
                     ledger.record(cur, version=mf.version, name=mf.name, statements=mf.ledger_statements,
                                   checksum=item.forward_checksum or mf.checksum, direction=item.direction,
                                   duration_ms=sum(a["elapsed_ms"] for a in attempts), run_id=opts.run_id,
-                                  applied_version=applied.version if applied else None)
+                                  applied_version=entry.version if entry else None)
                     ledger.clear_steps(cur, mf.version, item.direction)
                     before_commit(opts)
             finally:

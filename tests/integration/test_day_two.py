@@ -9,7 +9,7 @@ import sys
 import jsonschema
 import yaml
 
-from conftest import REPO, execute, query
+from conftest import REPO, execute, query, set_playbook
 from migsets import MigrationSet
 from pgrollout import connection, plan, specgen
 from pgrollout.checks import load_spec
@@ -122,10 +122,7 @@ def test_baseline_and_repair_record_what_they_did_and_the_next_rollout_applies_o
     mset.add("002", "two", "CREATE TABLE two (id int);\n", "DROP TABLE two;\n")
     mset.add("003", "three", "CREATE TABLE three (id int);\n", "DROP TABLE three;\n")
     execute(empty_db, "CREATE TABLE one (id int); CREATE TABLE two (id int)")  # built before pgrollout
-    from conftest import Playbook
-    (tmp_path / "work").mkdir()
-    book = Playbook(empty_db, tmp_path / "work")
-    book.set(**mset.host_vars(), pgrollout_exposed_schemas=["nothing_exposed"])
+    book = set_playbook(empty_db, mset, tmp_path / "work")
     refused = book.run("baseline.yml", "-e", "pgrollout_baseline_version=002")
     assert refused.returncode != 0 and "needs a reason" in " ".join(refused.stdout.split())
     proc = book.run("baseline.yml", "-e", "pgrollout_baseline_version=002",
@@ -155,10 +152,7 @@ def test_other_tools_ledgers_are_read_and_a_dirty_one_stops_the_run(playbook, em
     execute(empty_db, "CREATE TABLE one (id int); "
                       "CREATE TABLE public.schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL); "
                       "INSERT INTO public.schema_migrations VALUES (1, true)")
-    from conftest import Playbook
-    (tmp_path / "work").mkdir()
-    book = Playbook(empty_db, tmp_path / "work")
-    book.set(**mset.host_vars(), pgrollout_exposed_schemas=["nothing_exposed"])
+    book = set_playbook(empty_db, mset, tmp_path / "work")
     proc = book.run()
     assert proc.returncode != 0 and "marks version 1 dirty" in " ".join(proc.stdout.split())
     assert query(empty_db, "SELECT to_regclass('two')") == [(None,)]
@@ -189,10 +183,7 @@ def test_a_file_out_of_order_applies_only_when_allowed_with_a_reason_and_flyways
     execute(empty_db, "CREATE TABLE ten (id int); CREATE TABLE flyway_schema_history (version text, "
                       "description text, success boolean); "
                       "INSERT INTO flyway_schema_history VALUES ('10', 'ten', true)")
-    from conftest import Playbook
-    (tmp_path / "work").mkdir()
-    book = Playbook(empty_db, tmp_path / "work")
-    book.set(**mset.host_vars(), pgrollout_exposed_schemas=["nothing_exposed"])
+    book = set_playbook(empty_db, mset, tmp_path / "work")
     first = book.run()
     assert first.returncode == 0, first.stdout[-3000:]
     assert [m["version"] for m in book.evidence()[-1]["migrations"] if m["changed"]] == ["020"]  # 10: Flyway's

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 from test_engine import schema_dump
 
-from conftest import Playbook, query
+from conftest import Playbook, query, set_playbook
 from migsets import mixed
 
 
 def test_an_updown_set_with_non_transactional_files_goes_forward_back_and_forward_again(empty_db, tmp_path):
     mset = mixed(tmp_path / "set", "updown")
-    (tmp_path / "work").mkdir()
-    book = Playbook(empty_db, tmp_path / "work")
-    book.set(**mset.host_vars(), pgrollout_exposed_schemas=["nothing_exposed"])
+    book = set_playbook(empty_db, mset, tmp_path / "work")
     dry = book.run("rollout.yml", "--check")  # the first run on an empty database: no ledger yet
     assert dry.returncode == 0, dry.stdout[-3000:]
     assert "not dry-runnable" in dry.stdout and query(empty_db, "SELECT to_regclass('\"Accounts\"')") == [(None,)]
