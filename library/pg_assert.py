@@ -76,7 +76,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgrollout import modules
-from ansible.module_utils.pgrollout.checks import SpecError, failures, load_spec, run, table, validate
+from ansible.module_utils.pgrollout.checks import SpecError, load_spec, report, run, validate
 from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
 
 
@@ -107,17 +107,10 @@ def main() -> None:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
         module.fail_json(msg=modules.describe(exc, "running the verification checks"))
-    failed = failures(results)
-    summary = table(results)
-    outcome = dict(changed=False, results=results, summary=summary,
-                   passed=sum(r["status"] == "passed" for r in results),
-                   not_passed=sum(r["status"] != "passed" for r in results))
-    if failed:
-        names = ", ".join(r["name"] for r in failed)
-        module.fail_json(msg=f"{len(failed)} of {len(results)} checks failed: {names}", **outcome)
-    module.exit_json(msg=f"all {len(results)} checks passed" if not outcome["not_passed"]
-                     else f"{outcome['not_passed']} warning(s)", **outcome)
-
+    outcome = report(results)
+    if outcome.pop("failed"):
+        module.fail_json(changed=False, **outcome)
+    module.exit_json(changed=False, **outcome)
 
 if __name__ == "__main__":
     main()

@@ -47,6 +47,18 @@ options:
     type: list
     elements: str
     default: []
+  checks_if_current:
+    description:
+      - Checks (as pg_assert's O(checks)) to run, read-only and on the same connection, when no
+        file is pending or accepted as edited - the state such a run ends in. A run with nothing to
+        apply gets its security audit here instead of from one more module call. Result in C(audit).
+    type: list
+    elements: dict
+    default: []
+  statement_timeout:
+    description: statement_timeout of those checks.
+    type: str
+    default: 30s
 extends_documentation_fragment: [pgrollout, pgrollout.layout]
 attributes:
   check_mode:
@@ -65,6 +77,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+record:
+  description: What a run's record keeps of the facts (server version, database, applied, pending, long sessions).
+  returned: success
+  type: dict
 facts:
   description: What the module found.
   returned: success
@@ -88,6 +104,9 @@ facts:
     plan_error:
       description: Why the pending files cannot run as they are (a file or spec that is missing or invalid).
       type: str
+    audit:
+      description: With O(checks_if_current) and nothing to run, the checks' results as pg_assert returns them.
+      type: dict
     lease: {description: The run lease held on the database (pg_lease), or null., type: dict}
     rls: {description: Table name to row-level security on/off., type: dict}
     long_running_sessions: {description: Other sessions in long transactions., type: list}
@@ -107,8 +126,9 @@ facts:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgrollout import modules
+from ansible.module_utils.pgrollout.checks import SpecError, report, run, validate
 from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible.module_utils.pgrollout.facts import gather, pooler
+from ansible.module_utils.pgrollout.facts import for_record, gather, pooler
 from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout
 from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
 
@@ -124,6 +144,8 @@ def main() -> None:
         rls_schemas={"type": "list", "elements": "str", "default": ["public"]},
         long_running={"type": "str", "default": "5 minutes"},
         accept_drift={"type": "list", "elements": "str", "default": []},
+        checks_if_current={"type": "list", "elements": "dict", "default": []},
+        statement_timeout={"type": "str", "default": "30s"},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
@@ -133,12 +155,15 @@ def main() -> None:
         with connect(p) as conn:
             facts = gather(conn, layout, p["rls_schemas"], p["long_running"], p["accept_drift"], p["rollback"],
                            p["require_spec"], p["allow_out_of_order"])
+            if p["checks_if_current"] and layout and not facts["migrations"]["pending_paths"] \
+                    and not facts["migrations"]["drift_accepted"]:
+                facts["audit"] = report(run(conn, validate(p["checks_if_current"]), p["statement_timeout"]))
         facts["pooler"] = pooler(p)
-    except (RuntimeError, MigrationFileError) as exc:
+    except (RuntimeError, MigrationFileError, SpecError) as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
         module.fail_json(msg=modules.describe(exc, "reading the target's state"))
-    module.exit_json(changed=False, facts=facts)
+    module.exit_json(changed=False, facts=facts, record=for_record(facts))
 
 
 if __name__ == "__main__":

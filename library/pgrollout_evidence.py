@@ -71,42 +71,15 @@ markdown_path: {description: The Markdown summary., returned: always, type: str}
 outcome: {description: succeeded, failed or dry_run., returned: always, type: str}
 """
 
-import getpass
-import os
-import platform
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout.evidence import build_record, git_commit, write
+from ansible.module_utils.pgrollout.evidence import ARGUMENT_SPEC, record_run
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=dict(
-        dir={"type": "path", "required": True},
-        run_id={"type": "str", "required": True},
-        kind={"type": "str", "choices": ["rollout", "rollback", "rehearsal", "baseline", "repair"],
-              "default": "rollout"},
-        environment={"type": "str", "required": True},
-        host={"type": "str", "required": True},
-        started_at={"type": "str", "required": True},
-        dry_run={"type": "bool", "default": False},
-        steps={"type": "dict", "default": {}},
-        failure={"type": "dict"},
-        repo_dir={"type": "path"},
-        tool_versions={"type": "dict", "default": {}},
-        marks={"type": "dict", "default": {}},
-        redact={"type": "list", "elements": "str", "default": [], "no_log": True},
-    ))
-    p = module.params
-    context = {
-        "operator": os.environ.get("SUDO_USER") or getpass.getuser(),
-        "git_commit": git_commit(p["repo_dir"]) if p["repo_dir"] else None,
-        "tool_versions": {"python": platform.python_version(), **p["tool_versions"]},
-    }
-    record = build_record(run_id=p["run_id"], kind=p["kind"], environment=p["environment"],
-                          host=p["host"], started_at=p["started_at"], dry_run=p["dry_run"],
-                          steps=p["steps"], failure=p["failure"], context=context, marks=p["marks"])
-    json_path, md_path = write(p["dir"], record, p["redact"])
-    module.exit_json(changed=True, json_path=json_path, markdown_path=md_path, outcome=record["outcome"])
+    # Normally the action plugin of the same name does this on the control node, without this module.
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC)
+    module.exit_json(changed=True, **record_run(module.params))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,12 @@ options:
     type: str
   window_override: {description: Go on outside the window., type: bool, default: false}
   window_override_reason: {description: Why; required with O(window_override)., type: str, default: ""}
+  signing_key:
+    description:
+      - The key evidence records are signed with (pgrollout_evidence_signing_key). When set, only records
+        whose HMAC-SHA256 signature verifies with it count as promotion evidence; unsigned or edited ones do not.
+    type: str
+    default: ""
   evidence_root: {description: Folder holding one evidence folder per environment., type: path}
   promotion_environments:
     description: Environments whose evidence must show each migration rolled out and rehearsed.
@@ -83,6 +89,7 @@ def main() -> None:
         migrations={"type": "list", "elements": "dict", "default": []},
         promotion_override={"type": "bool", "default": False},
         promotion_override_reason={"type": "str", "default": ""},
+        signing_key={"type": "str", "default": "", "no_log": True},
     ), supports_check_mode=True, required_if=[
         ("window_override", True, ["window_override_reason"]),
         ("promotion_override", True, ["promotion_override_reason"]),
@@ -104,7 +111,8 @@ def main() -> None:
                 refusals.append(f"outside the change window ({window.describe()}; it is {local}): run inside "
                                 "it, or set pgrollout_window_override=true with pgrollout_window_override_reason")
         if p["promotion_environments"] and p["migrations"]:
-            missing = promotion_missing(p["evidence_root"], p["promotion_environments"], p["migrations"])
+            missing = promotion_missing(p["evidence_root"], p["promotion_environments"], p["migrations"],
+                                        p["signing_key"])
             if missing and p["promotion_override"]:
                 overrides.append({"gate": "promotion", "reason": p["promotion_override_reason"], "missing": missing})
             elif missing:

@@ -226,6 +226,18 @@ def run(conn: Connection, checks: list[dict[str, Any]], statement_timeout: str =
     return results
 
 
+def report(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """What pg_assert returns for a list of results: counts, summary lines, msg, failed."""
+    failed = failures(results)
+    not_passed = sum(r["status"] != "passed" for r in results)
+    if failed:
+        msg = f"{len(failed)} of {len(results)} checks failed: {', '.join(r['name'] for r in failed)}"
+    else:
+        msg = f"all {len(results)} checks passed" if not not_passed else f"{not_passed} warning(s)"
+    return {"results": results, "summary": table(results), "passed": len(results) - not_passed,
+            "not_passed": not_passed, "msg": msg, "failed": bool(failed)}
+
+
 def failures(results: list[dict[str, Any]], severity: str = "fail") -> list[dict[str, Any]]:
     return [r for r in results if r["status"] != "passed" and r["severity"] == severity]
 

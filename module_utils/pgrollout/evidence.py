@@ -7,8 +7,12 @@ scrubbed of every secret passed in as a last line of defence.
 from __future__ import annotations
 
 import datetime
+import getpass
+import hashlib
+import hmac
 import json
 import os
+import platform
 import re
 import subprocess
 from typing import Any
@@ -26,6 +30,27 @@ BACKUP_FIELDS = ("path", "manifest", "format", "sha256", "size_bytes", "database
 REHEARSAL_FIELDS = ("rehearsal", "msg")
 RESTORE_FIELDS = ("path", "sha256", "drop_first", "tables", "discard_report", "msg")
 CHECK_FIELDS = ("name", "spec", "severity", "status", "expected", "actual", "error")
+
+
+# pgrollout_evidence's options: the module and its action plugin (controller side) share them.
+ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "dir": {"type": "path", "required": True},
+    "run_id": {"type": "str", "required": True},
+    "kind": {"type": "str", "choices": ["rollout", "rollback", "rehearsal", "baseline", "repair"],
+             "default": "rollout"},
+    "environment": {"type": "str", "required": True},
+    "host": {"type": "str", "required": True},
+    "started_at": {"type": "str", "required": True},
+    "dry_run": {"type": "bool", "default": False},
+    "steps": {"type": "dict", "default": {}},
+    "failure": {"type": "dict"},
+    "repo_dir": {"type": "path"},
+    "tool_versions": {"type": "dict", "default": {}},
+    "marks": {"type": "dict", "default": {}},
+    "redact": {"type": "list", "elements": "str", "default": [], "no_log": True},
+    "signing_key": {"type": "str", "default": "", "no_log": True},
+    "outcome_log": {"type": "path", "default": ""},
+}
 
 
 def _pick(result: dict[str, Any] | None, fields: tuple[str, ...]) -> dict[str, Any] | None:
@@ -51,10 +76,42 @@ def _migrations(steps: dict[str, Any]) -> list[dict[str, Any]]:
     return picked
 
 
-def outcome(failure: dict[str, Any] | None, dry_run: bool) -> str:
-    if failure:
-        return "failed"
-    return "dry_run" if dry_run else "succeeded"
+# Every run ends in one of these (README, "Outcomes"); a pipeline reads it from the summary line.
+OUTCOMES = ("succeeded", "no_change", "refused", "failed_rolled_back", "failed_not_rolled_back", "dry_run")
+# A failure while one of these steps ran stopped the run before it changed anything (lease and gates
+# run inside the preflight step, the backup only reads the target).
+BEFORE_CHANGE = ("start", "preflight", "backup")
+
+
+def changed_here(steps: dict[str, Any], kind: str) -> list[str]:
+    """Versions this run changed on the target (a rehearsal changes only its scratch database)."""
+    if kind == "rehearsal":
+        return []
+    changed = [str(m.get("version")) for m in _migrations(steps) if m.get("changed") and not m.get("dry_run")]
+    ledger = steps.get("ledger") or {}
+    if ledger.get("changed"):
+        changed += [str(ledger.get("version") or ledger.get("mark") or "ledger")]
+    if (steps.get("restore") or {}).get("changed"):
+        changed.append("restore")
+    return changed
+
+
+def last_step(marks: dict[str, str] | None) -> str:
+    return max(marks.items(), key=lambda item: item[1])[0] if marks else "start"
+
+
+def outcome(failure: dict[str, Any] | None, dry_run: bool, steps: dict[str, Any] | None = None,
+            marks: dict[str, str] | None = None, kind: str = "rollout") -> str:
+    """One of OUTCOMES. failed_rolled_back: the target is as before the run (the failed file's transaction,
+    or the automatic rollback, undid it); failed_not_rolled_back: what this run changed is still there."""
+    steps = steps or {}
+    changed = changed_here(steps, kind)
+    if not failure:
+        return "dry_run" if dry_run else ("succeeded" if changed or kind == "rehearsal" else "no_change")
+    if dry_run or (not changed and last_step(marks) in BEFORE_CHANGE):
+        return "refused"
+    undone = kind == "rollout" and bool(steps.get("rollback_path"))
+    return "failed_rolled_back" if undone or not changed else "failed_not_rolled_back"
 
 
 def timings(marks: dict[str, str], finished: datetime.datetime) -> list[dict[str, Any]]:
@@ -77,7 +134,10 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
         "kind": kind,
         "environment": environment,
         "host": host,
-        "outcome": outcome(failure, dry_run),
+        "outcome": outcome(failure, dry_run, steps, marks, kind),
+        "refused_by": (failure or {}).get("task") if outcome(failure, dry_run, steps, marks, kind) == "refused"
+        else None,
+        "changed": changed_here(steps, kind),
         "dry_run": dry_run,
         "started_at": started_at,
         "finished_at": finished.isoformat(timespec="seconds"),
@@ -124,6 +184,14 @@ def redact(text: str, secrets: list[str]) -> str:
         text = text.replace(secret, "********")
     # libpq URLs that carry a password: postgresql://user:password@host
     return re.sub(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", r"\1********@", text)
+
+
+def _redact_values(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _redact_values(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_values(v, secrets) for v in value]
+    return redact(value, secrets) if isinstance(value, str) else value
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -200,33 +268,137 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def git_commit(repo_dir: str) -> str | None:
+def _git(repo_dir: str, *args: str) -> str | None:
     try:
-        proc = subprocess.run(["git", "-C", repo_dir, "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10)
+        proc = subprocess.run(["git", "-C", repo_dir, *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
+    return proc.stdout if proc.returncode == 0 else None
 
 
-def write(directory: str, record: dict[str, Any], secrets: list[str]) -> tuple[str, str]:
-    """Write <run_id>.json and <run_id>.md (0640) into `directory`; return both paths."""
+def git_commit(repo_dir: str) -> str | None:
+    return (_git(repo_dir, "rev-parse", "HEAD") or "").strip() or None
+
+
+def git_dirty(repo_dir: str) -> bool | None:
+    """True when the working tree differs from the commit (what ran is not exactly what is recorded)."""
+    status = _git(repo_dir, "status", "--porcelain", "--untracked-files=normal")
+    return None if status is None else bool(status.strip())
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    """The bytes a signature covers: the record without its signature, keys sorted, no white space."""
+    body = {k: v for k, v in record.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def sign(record: dict[str, Any], key: str) -> dict[str, Any]:
+    digest = hmac.new(key.encode("utf-8"), canonical(record), hashlib.sha256).hexdigest()
+    return {**record, "signature": {"alg": "hmac-sha256", "value": digest}}
+
+
+def verified(record: dict[str, Any], key: str) -> bool:
+    """The record carries an HMAC-SHA256 signature made with `key` over exactly its content."""
+    signature = record.get("signature")
+    if not isinstance(signature, dict) or signature.get("alg") != "hmac-sha256":
+        return False
+    expected = hmac.new(key.encode("utf-8"), canonical(record), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, str(signature.get("value", "")))
+
+
+def summary_line(record: dict[str, Any], json_path: str) -> str:
+    """One line a pipeline reads: outcome first, then what changed, the checks, and where the record is."""
+    checks = [r for key in CHECK_SECTIONS for r in (record.get(key) or {}).get("results") or []]
+    passed = sum(1 for r in checks if r and r.get("status") == "passed")
+    parts = [record["outcome"], record["kind"], f"{record['environment']}/{record['host']}",
+             f"run={record['run_id']}", f"changed={','.join(record.get('changed') or []) or '-'}",
+             f"checks={passed}/{len(checks)}"]
+    if record.get("refused_by"):
+        parts.append(f"refused_by={json.dumps(record['refused_by'])}")
+    return " ".join([*parts, f"evidence={json_path}"])
+
+
+CHECK_SECTIONS = ("verification", "audit", "rollback_verification", "rollback_audit")
+
+
+def junit(record: dict[str, Any]) -> str:
+    """JUnit XML: one test case per migration of the run and one per verification check."""
+    from xml.etree import ElementTree as ET
+
+    suite = ET.Element("testsuite", name=f"pgrollout {record['kind']} {record['environment']}/{record['host']}",
+                       timestamp=str(record.get("started_at")))
+    cases = []
+    for m in record.get("migrations") or []:
+        case = ET.Element("testcase", classname=f"migrations.{m.get('direction', 'up')}",
+                          name=f"{m.get('version')}_{m.get('name')}",
+                          time=str(round((m.get("duration_ms") or 0) / 1000, 3)))
+        if m.get("failed") or m.get("error"):
+            ET.SubElement(case, "failure", message=str(m.get("error") or m.get("msg"))[:500])
+        else:
+            ET.SubElement(case, "system-out").text = str(m.get("msg") or "")
+        cases.append(case)
+    for section in CHECK_SECTIONS:
+        block = record.get(section) or {}
+        for r in block.get("results") or []:
+            spec = os.path.basename(str(r.get("spec") or block.get("spec") or section)).removesuffix(".yml")
+            case = ET.Element("testcase", classname=f"{section}.{spec}", name=str(r.get("name")))
+            if r.get("status") != "passed" and r.get("severity") == "warn":
+                ET.SubElement(case, "skipped", message=f"warning not passed: {r.get('status')}")
+            elif r.get("status") == "failed":
+                ET.SubElement(case, "failure", message=f"expected {json.dumps(r.get('expected'), default=str)}"
+                                                       f", actual {json.dumps(r.get('actual'), default=str)}"[:500])
+            elif r.get("status") == "error":
+                ET.SubElement(case, "error", message=str(r.get("error"))[:500])
+            cases.append(case)
+    if record.get("failure"):
+        case = ET.Element("testcase", classname="run", name=f"{record['kind']} finished")
+        ET.SubElement(case, "failure", message=f"{record['failure'].get('task')}: {record['failure'].get('msg')}"[:500])
+        cases.append(case)
+    suite.extend(cases)
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+    suite.set("errors", str(sum(1 for c in cases if c.find("error") is not None)))
+    suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _write_private(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def write(directory: str, record: dict[str, Any], secrets: list[str], signing_key: str = "",
+          outcome_log: str = "") -> dict[str, str]:
+    """Write <run_id>.json (signed where a key is given), .md, .svg, .junit.xml and .outcome (the summary
+    line) into `directory`, every text redacted; append the summary line to `outcome_log` if given."""
     os.makedirs(directory, mode=0o750, exist_ok=True)
     stem = os.path.join(directory, f"{record['run_id']}{'-dryrun' if record['dry_run'] else ''}")
-    picture = stem + ".svg"
-    outputs = {stem + ".json": json.dumps(record, indent=2, sort_keys=False, default=str) + "\n",
-               stem + ".md": markdown(record) + f"\n![timeline]({os.path.basename(picture)})\n",
-               picture: svg(record)}
+    secrets = [*secrets, signing_key]
+    record = _redact_values(record, secrets)
+    if signing_key:
+        record = sign(record, signing_key)
+    paths = {"json_path": stem + ".json", "markdown_path": stem + ".md", "svg_path": stem + ".svg",
+             "junit_path": stem + ".junit.xml", "summary_path": stem + ".outcome"}
+    line = summary_line(record, paths["json_path"])
+    outputs = {paths["json_path"]: json.dumps(record, indent=2, sort_keys=False, default=str) + "\n",
+               paths["markdown_path"]: markdown(record) + f"\n![timeline]({os.path.basename(paths['svg_path'])})\n",
+               paths["svg_path"]: svg(record), paths["junit_path"]: junit(record),
+               paths["summary_path"]: line + "\n"}
     for path, text in outputs.items():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        _write_private(path, redact(text, secrets))
+    if outcome_log:
+        # one write of one line with O_APPEND: hosts running in parallel forks do not interleave
+        fd = os.open(outcome_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         with os.fdopen(fd, "w") as handle:
-            handle.write(redact(text, secrets))
-    return stem + ".json", stem + ".md"
+            handle.write(redact(line, secrets) + "\n")
+    return {**paths, "summary": line}
 
 
 def find(directory: str, *, host: str | None = None, kind: str | None = None, outcome: str | None = None,
-         version: str | None = None, checksum: str | None = None) -> list[dict[str, Any]]:
-    """Records in `directory`, newest first, that match every filter given.
+         version: str | None = None, checksum: str | None = None, signing_key: str = "") -> list[dict[str, Any]]:
+    """Records in `directory`, newest first, that match every filter given; with `signing_key`, only
+    records whose signature verifies with it (an unsigned or edited record is not evidence).
 
     `version`/`checksum` match a record where that migration changed the
     database (not a dry run, not an already-applied no-op).
@@ -239,6 +411,8 @@ def find(directory: str, *, host: str | None = None, kind: str | None = None, ou
             with open(os.path.join(directory, name)) as handle:
                 record = json.load(handle)
         except (OSError, ValueError):
+            continue
+        if signing_key and not verified(record, signing_key):
             continue
         if (host and record.get("host") != host) or (kind and record.get("kind") != kind) \
                 or (outcome and record.get("outcome") != outcome):
@@ -268,3 +442,18 @@ def protected_backups(directory: str | None, host: str, applied: list[str]) -> l
             if backup:
                 protected.append(backup)
     return protected
+
+
+def record_run(p: dict[str, Any]) -> dict[str, Any]:
+    """Build and write a run's record from pgrollout_evidence's options; where it went and the outcome."""
+    context = {
+        "operator": os.environ.get("SUDO_USER") or getpass.getuser(),
+        "git_commit": git_commit(p["repo_dir"]) if p["repo_dir"] else None,
+        "git_dirty": git_dirty(p["repo_dir"]) if p["repo_dir"] else None,
+        "tool_versions": {"python": platform.python_version(), **p["tool_versions"]},
+    }
+    record = build_record(run_id=p["run_id"], kind=p["kind"], environment=p["environment"],
+                          host=p["host"], started_at=p["started_at"], dry_run=p["dry_run"],
+                          steps=p["steps"], failure=p["failure"], context=context, marks=p["marks"])
+    written = write(p["dir"], record, p["redact"], p["signing_key"], p["outcome_log"])
+    return {**written, "outcome": record["outcome"], "signed": bool(p["signing_key"])}

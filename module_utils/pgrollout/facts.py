@@ -55,6 +55,14 @@ def lock_holders(cur: Cursor, files: list[sqlfile.MigrationFile]) -> dict[str, A
     return {"tables": {locks.plain(s, n): mode for s, n, mode in resolved}, "holders": locks.holders(cur, tables)}
 
 
+def for_record(facts: dict[str, Any]) -> dict[str, Any]:
+    """The part of the facts a run's record keeps (the evidence's target section), small enough to pass around."""
+    migrations = facts.get("migrations") or {}
+    return {"facts": {"server_version": facts.get("server_version"), "database": facts.get("database"),
+                      "long_running_sessions": facts.get("long_running_sessions"),
+                      "migrations": {"applied": migrations.get("applied"), "pending": migrations.get("pending")}}}
+
+
 def pooler(params: dict[str, Any]) -> dict[str, Any]:
     """Detect a transaction- or statement-mode pooler (PgBouncer, Supavisor) in front of the server.
 

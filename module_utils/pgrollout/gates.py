@@ -77,14 +77,18 @@ def in_window(window: Window, now: datetime.datetime) -> tuple[bool, str]:
 
 
 def promotion_missing(evidence_root: str, environments: list[str],
-                      migrations: list[dict[str, str]]) -> list[str]:
-    """What the earlier environments' evidence lacks, one line per gap; empty when promotion may go on."""
+                      migrations: list[dict[str, str]], signing_key: str = "") -> list[str]:
+    """What the earlier environments' evidence lacks, one line per gap; empty when promotion may go on.
+
+    With `signing_key`, a record counts only if its signature verifies with that key."""
     missing = []
     for migration in migrations:
         label = f"{migration['version']}_{migration.get('name', '')} ({migration['checksum'][:12]})"
         for env in environments:
             folder = f"{evidence_root}/{env}"
             for kind, what in (("rollout", "rolled out and verified"), ("rehearsal", "rehearsed")):
-                if not evidence.find(folder, kind=kind, outcome="succeeded", checksum=migration["checksum"]):
-                    missing.append(f"{label} was not {what} in {env} (no succeeded {kind} record in {folder})")
+                if not evidence.find(folder, kind=kind, outcome="succeeded", checksum=migration["checksum"],
+                                     signing_key=signing_key):
+                    signed = " signed with this key" if signing_key else ""
+                    missing.append(f"{label} was not {what} in {env} (no succeeded {kind} record{signed} in {folder})")
     return missing

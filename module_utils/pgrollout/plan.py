@@ -96,7 +96,8 @@ def status(cur: Cursor, layout: Layout, accept_drift: list[str] = (), allow_out_
     applied = {**{m.number: ledger.Applied(m.version, m.name, None) for m in migrations if m.number in raw},
                **raw}
     files = {m.number: m for m in migrations}
-    loaded = {m.number: sqlfile.load(m.up, m.version, m.name) for m in migrations}
+    # checksums only: the files that will run are parsed when the plan is built
+    loaded = {m.number: sqlfile.read(m.up) for m in migrations}
     pending = [m for m in migrations if m.number not in applied]
     drifted = [m for m in migrations if m.number in applied and applied[m.number].checksum
                and applied[m.number].checksum != loaded[m.number].checksum]

@@ -186,10 +186,17 @@ def is_transactional(text: str) -> bool:
     return True
 
 
-def load(path: str, version: str | None = None, name: str | None = None) -> MigrationFile:
-    """Read, normalise and split a migration file; version and name default to the supabase file name."""
-    if version is None or name is None:
-        version, name = parse_filename(path)
+@dataclass(frozen=True)
+class FileText:
+    """A migration file read and normalised, not parsed: enough for the ledger's checksum comparison."""
+
+    text: str
+    checksum: str
+    transactional: bool
+
+
+def read(path: str) -> FileText:
+    """Read and normalise a migration file without parsing it (applied files only need their checksum)."""
     try:
         with open(path, encoding="utf-8") as handle:
             raw = handle.read()
@@ -201,9 +208,18 @@ def load(path: str, version: str | None = None, name: str | None = None) -> Migr
     if not text.strip():
         raise MigrationFileError(f"{path}: the file is empty; write the migration's SQL, or a comment "
                                  "saying why it is intentionally a no-op")
+    return FileText(text=text, checksum=checksum(text), transactional=is_transactional(text))
+
+
+def load(path: str, version: str | None = None, name: str | None = None) -> MigrationFile:
+    """Read, normalise and split a migration file; version and name default to the supabase file name."""
+    if version is None or name is None:
+        version, name = parse_filename(path)
+    found = read(path)
+    text = found.text
     raws = _parse(text, path)
-    return MigrationFile(path=path, version=version, name=name, text=text, checksum=checksum(text),
-                         statements=split_statements(text, path, raws), transactional=is_transactional(text),
+    return MigrationFile(path=path, version=version, name=name, text=text, checksum=found.checksum,
+                         statements=split_statements(text, path, raws), transactional=found.transactional,
                          ledger_statements=ledger_statements(text, raws, path))
 
 

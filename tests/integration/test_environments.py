@@ -149,7 +149,7 @@ def test_a_verification_failure_in_prod_with_a_broken_rollback_never_restores_by
     assert "-e pgrollout_restore_archive=" in proc.stdout  # how to restore, if the operator decides to
     assert bots(prod.params) == [("bots",)]  # 003 stays applied: a restore is a human decision in prod
     record = prod.evidence()[-1]
-    assert record["outcome"] == "failed" and record["rollback"]["path_taken"] is None
+    assert record["outcome"] == "failed_not_rolled_back" and record["rollback"]["path_taken"] is None
     assert "division by zero" in record["rollback"]["script_failure"]
     assert record["restore"] is None
     assert {r["name"]: r["status"] for r in record["verification"]["results"]}["injected failure"] == "failed"

@@ -33,7 +33,8 @@ def test_preflight_waits_for_a_long_lock_holder_then_refuses_naming_it(playbook,
     assert "public.kb_macro_events AccessShareLock" in proc.stdout
     assert query(db, "SELECT to_regclass('public.bots')") == [(None,)]
     (record,) = playbook.evidence()
-    assert record["outcome"] == "failed" and record["backup"] is None
+    assert record["outcome"] == "refused" and record["backup"] is None
+    assert record["refused_by"] == "Refuse while a long transaction still holds a lock on a table the run will lock"
 
 
 def test_preflight_proceeds_once_the_long_lock_holder_ends(playbook, db):

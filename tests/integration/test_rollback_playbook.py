@@ -66,7 +66,8 @@ def test_a_broken_rollback_script_in_staging_leaves_the_migration_applied_and_sa
     assert query(db, "SELECT to_regclass('public.bots')::text") == [("bots",)]
     assert query(db, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1")[-1] == ("003",)
     record = playbook.evidence()[-1]
-    assert record["outcome"] == "failed" and record["rollback"]["path_taken"] is None
+    # the failed script's transaction rolled back: the target is as before this run
+    assert record["outcome"] == "failed_rolled_back" and record["rollback"]["path_taken"] is None
     assert record["restore"] is None
 
 

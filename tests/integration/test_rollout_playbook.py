@@ -34,11 +34,12 @@ def test_rollout_applies_verifies_records_and_a_second_run_changes_nothing(playb
     second = playbook.run()
     assert second.returncode == 0, second.stdout[-3000:]
     assert playbook.stats(second)["changed"] == 0
-    # nothing changed: no spec to run again, the audit still runs
+    # nothing changed: no spec to run again, the audit still runs (in the preflight's call)
     assert playbook.task_results(second, "Run the verification specs of the files the run changed") == []
-    (audit,) = playbook.task_results(second, "Run the security audit")
-    assert audit["not_passed"] == 0
-    assert [r["outcome"] for r in playbook.evidence()] == ["succeeded", "succeeded"]
+    (facts,) = playbook.task_results(second, "Read the target's state")
+    assert facts["facts"]["audit"]["not_passed"] == 0 and facts["facts"]["audit"]["passed"] == 2
+    assert [r["outcome"] for r in playbook.evidence()] == ["succeeded", "no_change"]
+    assert playbook.evidence()[-1]["audit"]["passed"] == 2
 
 
 def test_check_mode_dry_run_changes_nothing_and_records_a_dry_run(playbook, db):
@@ -84,7 +85,7 @@ def test_a_failing_migration_rolls_back_what_the_run_applied_and_is_recorded(pla
     assert query(db, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1") == [("001",), ("002",)]
     assert query(db, "SELECT to_regclass('public.t4')") == [(None,)]
     (record,) = playbook.evidence()
-    assert record["outcome"] == "failed"
+    assert record["outcome"] == "failed_rolled_back"
     assert record["failure"]["task"] == "Apply the run's files"
     failed = [m for m in record["migrations"] if m.get("error")]
     assert failed and failed[0]["error"]["line"] == 3 and failed[0]["error"]["sqlstate"] == "42704"

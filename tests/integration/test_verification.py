@@ -145,7 +145,8 @@ def test_the_rollout_runs_the_audit_and_warnings_need_acknowledging_where_requir
     accepted = playbook.run("rollout.yml", "-e", json.dumps({"pgrollout_acknowledged_warnings": [warning]}))
     assert accepted.returncode == 0, accepted.stdout[-3000:]
     refused_record, accepted_record = playbook.evidence()
-    assert refused_record["outcome"] == "failed" and accepted_record["outcome"] == "succeeded"
+    # 003 stays applied while its warning waits for an acknowledgement; the second run changes nothing
+    assert refused_record["outcome"] == "failed_not_rolled_back" and accepted_record["outcome"] == "no_change"
     assert accepted_record["acknowledged_warnings"] == [warning]
     assert accepted_record["audit"]["results"][0]["status"] == "failed"
     markdown = (playbook.evidence_dir / f"{accepted_record['run_id']}.md").read_text()

@@ -35,10 +35,52 @@ def test_record_keeps_only_audit_fields_and_never_invocations():
     assert "| c | passed |" in evidence.markdown(record)
 
 
+APPLIED = {"migrate": {"results": [{"version": "003", "name": "x", "changed": True}]}}
+
+
 def test_outcome():
-    assert evidence.outcome({"task": "t"}, dry_run=True) == "failed"
+    marks = {"start": "2026-12-01T10:00:00Z", "preflight": "2026-12-01T10:00:01Z"}
+    later = {**marks, "migrate": "2026-12-01T10:00:05Z"}
     assert evidence.outcome(None, dry_run=True) == "dry_run"
-    assert evidence.outcome(None, dry_run=False) == "succeeded"
+    assert evidence.outcome({"task": "t"}, dry_run=True) == "refused"
+    assert evidence.outcome(None, dry_run=False) == "no_change"
+    assert evidence.outcome(None, False, APPLIED) == "succeeded"
+    assert evidence.outcome(None, False, {}, kind="rehearsal") == "succeeded"
+    assert evidence.outcome({"task": "Check the change window"}, False, {}, marks) == "refused"
+    # failed while migrating, nothing left applied (the file's transaction rolled back)
+    assert evidence.outcome({"task": "Apply"}, False, {}, later) == "failed_rolled_back"
+    assert evidence.outcome({"task": "Verify"}, False, {**APPLIED, "rollback_path": "script"}, later) \
+        == "failed_rolled_back"
+    assert evidence.outcome({"task": "Verify"}, False, APPLIED, later) == "failed_not_rolled_back"
+    # a rollback run's own changes are not undone by its rollback path
+    assert evidence.outcome({"task": "Verify"}, False, {**APPLIED, "rollback_path": "script"}, later,
+                            kind="rollback") == "failed_not_rolled_back"
+
+
+def test_signature_verifies_only_the_record_it_was_made_for():
+    record = {"run_id": "r", "outcome": "succeeded", "migrations": [{"version": "003", "changed": True}]}
+    signed = evidence.sign(record, "k3y")
+    assert evidence.verified(signed, "k3y") and not evidence.verified(signed, "other")
+    forged = {**signed, "outcome": "succeeded", "migrations": [{"version": "004", "changed": True}]}
+    assert not evidence.verified(forged, "k3y") and not evidence.verified(record, "k3y")
+
+
+def test_junit_has_a_case_per_migration_and_per_check_and_the_summary_line_leads_with_the_outcome():
+    import xml.etree.ElementTree as ET
+
+    record = evidence.build_record(
+        run_id="r1", kind="rollout", environment="dev", host="h", started_at="t", dry_run=False, failure=None,
+        context={}, steps={**APPLIED, "verify": {"passed": 1, "not_passed": 1, "results": [
+            {"name": "a", "spec": "v/003_x.yml", "severity": "fail", "status": "passed"},
+            {"name": "b", "spec": "v/003_x.yml", "severity": "warn", "status": "failed"}]},
+            "verify_audit": {"passed": 1, "results": [{"name": "audit: rls", "severity": "warn",
+                                                       "status": "passed"}]}})
+    suite = ET.fromstring(evidence.junit(record))
+    names = [c.get("name") for c in suite.iter("testcase")]
+    assert names == ["003_x", "a", "b", "audit: rls"] and suite.get("tests") == "4"
+    assert suite.get("failures") == "0" and suite.get("skipped") == "1"
+    line = evidence.summary_line(record, "/e/r1.json")
+    assert line == "succeeded rollout dev/h run=r1 changed=003 checks=2/3 evidence=/e/r1.json"
 
 
 def test_step_timings_run_from_each_mark_to_the_next_and_the_last_to_the_finish():

@@ -1,0 +1,31 @@
+"""pgrollout_evidence on the control node: the record is written where the run is controlled,
+in the controller's own process (no module to ship and start: about a second a run)."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+try:  # installed as the collection
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import evidence
+except ImportError:  # this repository: module_utils/pgrollout beside action_plugins/
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils"))
+    from pgrollout import evidence
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        _, args = self.validate_argument_spec(argument_spec=evidence.ARGUMENT_SPEC)
+        try:
+            result.update(evidence.record_run(args))
+        except OSError as exc:
+            raise AnsibleActionFail(f"cannot write the evidence into {args['dir']}: {exc}") from exc
+        result["changed"] = False  # a record on the control node is not a change to the target
+        return result
