@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: rollout dry-run test lint molecule venv db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations status new-migration spec lint-migrations
+.PHONY: rollout dry-run test lint molecule venv collection ee-context db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations status new-migration spec lint-migrations
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pgrollout needs Python >= 3.11 (ansible-core 2.19): set PYTHON=")'
@@ -84,3 +84,11 @@ spec: db-start
 # The migration review with no database (a pull request pipeline): .ops/lint/lint.json and junit.xml.
 lint-migrations: venv
 	$(BIN)/ansible-playbook lint.yml
+
+# The Ansible collection (dist/pgrollout-postgresql-<version>.tar.gz) and the AWX execution environment's
+# build context (.ops/ee-context; `ansible-builder build` makes the image where a registry is reachable).
+collection: venv
+	$(BIN)/python scripts/build_collection.py
+
+ee-context: collection
+	$(BIN)/ansible-builder create -f execution-environment.yml --context .ops/ee-context

@@ -9,12 +9,12 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-try:  # installed as the collection
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import evidence
-except ImportError:  # this repository: module_utils/pgrollout beside action_plugins/
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils"))
+_REPO_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
+if os.path.isdir(os.path.join(_REPO_UTILS, "pgrollout")):  # this repository: module_utils/pgrollout
+    sys.path.insert(0, _REPO_UTILS)
     from pgrollout import evidence
-
+else:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import evidence
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False

@@ -75,9 +75,24 @@ not_passed:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout import modules
-from ansible.module_utils.pgrollout.checks import SpecError, load_spec, report, run, validate
-from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout import modules
+    from ansible.module_utils.pgrollout.checks import SpecError, load_spec, report, run, validate
+    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import (
+        SpecError,
+        load_spec,
+        report,
+        run,
+        validate,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
+        CONNECTION_ARGUMENT_SPEC,
+        connect,
+    )
 
 
 def all_checks(specs: list[str], checks: list[dict] | None) -> list[dict]:

@@ -136,18 +136,36 @@ msg: {description: What was written (or would be, in check mode)., returned: alw
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout import modules
-from ansible.module_utils.pgrollout.backup import (
-    BackupError,
-    DumpOptions,
-    archive_name,
-    check_before,
-    dump,
-    server_facts,
-)
-from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible.module_utils.pgrollout.evidence import protected_backups
-from ansible.module_utils.pgrollout.lease import LeaseError, check
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout import modules
+    from ansible.module_utils.pgrollout.backup import (
+        BackupError,
+        DumpOptions,
+        archive_name,
+        check_before,
+        dump,
+        server_facts,
+    )
+    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+    from ansible.module_utils.pgrollout.evidence import protected_backups
+    from ansible.module_utils.pgrollout.lease import LeaseError, check
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.backup import (
+        BackupError,
+        DumpOptions,
+        archive_name,
+        check_before,
+        dump,
+        server_facts,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
+        CONNECTION_ARGUMENT_SPEC,
+        connect,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.evidence import protected_backups
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import LeaseError, check
 
 
 def lease_and_ledger(p: dict) -> list[str]:

@@ -125,12 +125,24 @@ facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout import modules
-from ansible.module_utils.pgrollout.checks import SpecError, report, run, validate
-from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible.module_utils.pgrollout.facts import for_record, gather, pooler
-from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout
-from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout import modules
+    from ansible.module_utils.pgrollout.checks import SpecError, report, run, validate
+    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+    from ansible.module_utils.pgrollout.facts import for_record, gather, pooler
+    from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout
+    from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import SpecError, report, run, validate
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
+        CONNECTION_ARGUMENT_SPEC,
+        connect,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.facts import for_record, gather, pooler
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import LAYOUT_ARGUMENT_SPEC, Layout
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
 
 
 def main() -> None:

@@ -89,9 +89,18 @@ import getpass
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout import lease, ledger, leftovers, modules
-from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible.module_utils.pgrollout.controller import ControllerWatch
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout import lease, ledger, leftovers, modules
+    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+    from ansible.module_utils.pgrollout.controller import ControllerWatch
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import lease, ledger, leftovers, modules
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
+        CONNECTION_ARGUMENT_SPEC,
+        connect,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.controller import ControllerWatch
 
 
 def info(conn: psycopg.Connection) -> dict | None:  # noqa: F821

@@ -187,16 +187,42 @@ failed_file:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout import modules
-from ansible.module_utils.pgrollout.checks import SpecError, validate
-from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible.module_utils.pgrollout.controller import ControllerWatch
-from ansible.module_utils.pgrollout.lease import heartbeat
-from ansible.module_utils.pgrollout.migrate import Item, MigrationError, Options, apply_plan
-from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError, build
-from ansible.module_utils.pgrollout.retry import RetryPolicy
-from ansible.module_utils.pgrollout.sqlfile import MigrationFileError, load
-from ansible.module_utils.pgrollout.timeouts import TimeoutSettingError, check
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout import modules
+    from ansible.module_utils.pgrollout.checks import SpecError, validate
+    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+    from ansible.module_utils.pgrollout.controller import ControllerWatch
+    from ansible.module_utils.pgrollout.lease import heartbeat
+    from ansible.module_utils.pgrollout.migrate import Item, MigrationError, Options, apply_plan
+    from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError, build
+    from ansible.module_utils.pgrollout.retry import RetryPolicy
+    from ansible.module_utils.pgrollout.sqlfile import MigrationFileError, load
+    from ansible.module_utils.pgrollout.timeouts import TimeoutSettingError, check
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import SpecError, validate
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
+        CONNECTION_ARGUMENT_SPEC,
+        connect,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.controller import ControllerWatch
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import heartbeat
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.migrate import (
+        Item,
+        MigrationError,
+        Options,
+        apply_plan,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import (
+        LAYOUT_ARGUMENT_SPEC,
+        Layout,
+        PlanError,
+        build,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.retry import RetryPolicy
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError, load
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.timeouts import TimeoutSettingError, check
 
 ARGUMENT_SPEC = dict(
     CONNECTION_ARGUMENT_SPEC,

@@ -123,18 +123,36 @@ msg: {description: What was done (or would be, in check mode)., returned: always
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout import modules
-from ansible.module_utils.pgrollout.backup import BackupError, trusted_manifest
-from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible.module_utils.pgrollout.lease import LeaseError, check
-from ansible.module_utils.pgrollout.restore import (
-    describe_report,
-    discard_report,
-    plan,
-    rehearse,
-    restore_scratch,
-    restore_target,
-)
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout import modules
+    from ansible.module_utils.pgrollout.backup import BackupError, trusted_manifest
+    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+    from ansible.module_utils.pgrollout.lease import LeaseError, check
+    from ansible.module_utils.pgrollout.restore import (
+        describe_report,
+        discard_report,
+        plan,
+        rehearse,
+        restore_scratch,
+        restore_target,
+    )
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.backup import BackupError, trusted_manifest
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
+        CONNECTION_ARGUMENT_SPEC,
+        connect,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import LeaseError, check
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.restore import (
+        describe_report,
+        discard_report,
+        plan,
+        rehearse,
+        restore_scratch,
+        restore_target,
+    )
 
 
 def decided(module: AnsibleModule, p: dict, sha256: str, report: dict) -> None:

@@ -53,8 +53,25 @@ name: {description: The scratch database., returned: always, type: str}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC
-from ansible.module_utils.pgrollout.scratch import ScratchError, create_database, drop_database, exists, run_sql_file
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC
+    from ansible.module_utils.pgrollout.scratch import (
+        ScratchError,
+        create_database,
+        drop_database,
+        exists,
+        run_sql_file,
+    )
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.scratch import (
+        ScratchError,
+        create_database,
+        drop_database,
+        exists,
+        run_sql_file,
+    )
 
 
 def main() -> None:

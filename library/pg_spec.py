@@ -50,12 +50,24 @@ kept: {description: Spec files kept because they already hold checks (use force)
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout import modules
-from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible.module_utils.pgrollout.migrate import MigrationError
-from ansible.module_utils.pgrollout.plan import Layout, PlanError
-from ansible.module_utils.pgrollout.specgen import generate, observe
-from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout import modules
+    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+    from ansible.module_utils.pgrollout.migrate import MigrationError
+    from ansible.module_utils.pgrollout.plan import Layout, PlanError
+    from ansible.module_utils.pgrollout.specgen import generate, observe
+    from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
+        CONNECTION_ARGUMENT_SPEC,
+        connect,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.migrate import MigrationError
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import Layout, PlanError
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.specgen import generate, observe
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
 
 
 def main() -> None:

@@ -73,7 +73,11 @@ outcome: {description: succeeded, failed or dry_run., returned: always, type: st
 
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout.evidence import ARGUMENT_SPEC, record_run
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout.evidence import ARGUMENT_SPEC, record_run
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.evidence import ARGUMENT_SPEC, record_run
 
 
 def main() -> None:

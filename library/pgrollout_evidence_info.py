@@ -53,7 +53,11 @@ latest: {description: The newest matching record, or null., returned: always, ty
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout.evidence import find
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout.evidence import find
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.evidence import find
 
 
 def main() -> None:

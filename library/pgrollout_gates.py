@@ -75,7 +75,17 @@ window: {description: The window and the local time judged., returned: always, t
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout.gates import GateError, Window, in_window, parse_now, promotion_missing
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout.gates import GateError, Window, in_window, parse_now, promotion_missing
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.gates import (
+        GateError,
+        Window,
+        in_window,
+        parse_now,
+        promotion_missing,
+    )
 
 
 def main() -> None:

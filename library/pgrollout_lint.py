@@ -81,10 +81,25 @@ summary: {description: One line per finding, for people., returned: always, type
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible.module_utils.pgrollout.lint import annotate, files_to_lint, lint, write_reports
-from ansible.module_utils.pgrollout.plan import Layout
-from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
+    from ansible.module_utils.pgrollout.lint import annotate, files_to_lint, lint, write_reports
+    from ansible.module_utils.pgrollout.plan import Layout
+    from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
+        CONNECTION_ARGUMENT_SPEC,
+        connect,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.lint import (
+        annotate,
+        files_to_lint,
+        lint,
+        write_reports,
+    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import Layout
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
 
 
 def main() -> None:

@@ -46,7 +46,11 @@ table: {description: The status as lines for people., returned: always, type: li
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgrollout.status import table, target_status, write
+
+try:  # this repository (ansible.cfg: module_utils = ./module_utils)
+    from ansible.module_utils.pgrollout.status import table, target_status, write
+except ImportError:  # installed as the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.status import table, target_status, write
 
 
 def main() -> None:

@@ -1,0 +1,44 @@
+"""The AWX execution environment: ansible-builder turns execution-environment.yml into a build context
+holding the collection tarball of this tree, the runtime's Python packages and PostgreSQL's client tools.
+No image is built: no registry is reachable here."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def test_ansible_builder_creates_a_build_context_with_the_collection_and_the_runtime(tmp_path):
+    definition = yaml.safe_load((REPO / "execution-environment.yml").read_text())
+    assert definition["version"] == 3
+    version = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
+    tarball = f"pgrollout-postgresql-{version}.tar.gz"
+    # the definition names the tarball of galaxy.yml's version (a version bump must update both)
+    assert [f["src"] for f in definition["additional_build_files"]] == [f"dist/{tarball}"]
+    shutil.copy2(REPO / "execution-environment.yml", tmp_path)
+    built = subprocess.run([sys.executable, str(REPO / "scripts" / "build_collection.py"), "--output-path",
+                            str(tmp_path / "dist")], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    context = tmp_path / "context"
+    created = subprocess.run([str(BIN / "ansible-builder"), "create", "-f", "execution-environment.yml",
+                              "--context", str(context)], cwd=tmp_path, capture_output=True, text=True)
+    assert created.returncode == 0, created.stdout + created.stderr
+    build = context / "_build"
+    assert (build / "collections" / tarball).read_bytes() == (tmp_path / "dist" / tarball).read_bytes()
+    assert yaml.safe_load((build / "requirements.yml").read_text())["collections"] == [
+        {"name": f"/build/collections/{tarball}", "type": "file"}]
+    python = (build / "requirements.txt").read_text()
+    for package in ("psycopg[binary]", "jmespath", "pglast", "squawk-cli==2.70.0"):
+        assert package in python
+    assert "postgresql [platform:rpm]" in (build / "bindep.txt").read_text()
+    containerfile = (context / "Containerfile").read_text()
+    assert 'ARG ANSIBLE_INSTALL_REFS="ansible-core>=2.19,<2.20' in containerfile
+    assert "dnf -y module enable postgresql:15" in containerfile
+    assert "ansible-galaxy collection install" in containerfile and "-r requirements.yml" in containerfile
