@@ -207,7 +207,7 @@ def test_the_webhook_hears_of_success_and_failure_and_its_url_stays_secret(playb
     texts = [p["text"] for p in Hook.posts]
     assert len(texts) == 3 and texts[0].startswith(":white_check_mark: pgrollout dev/test-target: rollout succeeded")
     assert texts[1].startswith(":white_check_mark: pgrollout dev/test-target: rollback succeeded by script")
-    assert texts[2].startswith(":x: pgrollout dev/test-target: rollout failed at Stop when a check failed")
+    assert texts[2].startswith(":x: pgrollout dev/test-target: rollout failed_rolled_back at Stop when a check failed")
     assert "rolled back by script" in texts[2]
     for proc in (success, failure):
         assert "SECRET-TOKEN" not in proc.stdout + proc.stderr
