@@ -73,3 +73,28 @@ def test_promotion_needs_a_rollout_and_a_rehearsal_of_the_same_file_in_each_envi
     ]
     record(tmp_path / "dev", "5", "rehearsal", "a" * 64)
     assert gates.promotion_missing(str(tmp_path), ["dev"], [migration]) == []
+
+
+def _write_record(folder, name: str, record: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(record))
+
+
+def test_with_a_signing_key_only_records_whose_signature_verifies_are_promotion_evidence(tmp_path):
+    from pgrollout import evidence
+
+    wanted = [{"version": "003", "name": "x", "checksum": "c" * 64}]
+    applied = {"migrations": [{"version": "003", "checksum": "c" * 64, "changed": True}], "outcome": "succeeded"}
+    for kind in ("rollout", "rehearsal"):
+        _write_record(tmp_path / "dev", kind, evidence.sign({**applied, "kind": kind, "run_id": kind}, "k3y"))
+    assert gates.promotion_missing(str(tmp_path), ["dev"], wanted, signing_key="k3y") == []
+    assert len(gates.promotion_missing(str(tmp_path), ["dev"], wanted, signing_key="another key")) == 2
+    # forged: a failed run edited to look succeeded, keeping the signature it had
+    failed = evidence.sign({**applied, "kind": "rollout", "run_id": "rollout", "outcome": "failed_rolled_back"}, "k3y")
+    _write_record(tmp_path / "dev", "rollout", {**failed, "outcome": "succeeded"})
+    (missing,) = gates.promotion_missing(str(tmp_path), ["dev"], wanted, signing_key="k3y")
+    assert "was not rolled out and verified in dev (no succeeded rollout record signed with this key" in missing
+    # unsigned records: evidence only where no key is set
+    _write_record(tmp_path / "dev", "rollout", {**applied, "kind": "rollout", "run_id": "rollout"})
+    assert len(gates.promotion_missing(str(tmp_path), ["dev"], wanted, signing_key="k3y")) == 1
+    assert gates.promotion_missing(str(tmp_path), ["dev"], wanted) == []
