@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: rollout dry-run test lint molecule venv collection ee-context db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations status new-migration spec lint-migrations
+.PHONY: rollout dry-run test lint molecule venv collection ee-context db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations bench-fleet status new-migration spec lint-migrations
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pgrollout needs Python >= 3.11 (ansible-core 2.19): set PYTHON=")'
@@ -60,6 +60,9 @@ bench-lock-safety: venv
 
 bench-backup-restore: venv
 	$(BIN)/python bench/backup_restore.py
+
+bench-fleet: venv
+	$(BIN)/python bench/fleet.py
 
 bench-many-migrations: venv
 	$(BIN)/python bench/many_migrations.py
