@@ -313,6 +313,9 @@ def summary_line(record: dict[str, Any], json_path: str) -> str:
     parts = [record["outcome"], record["kind"], f"{record['environment']}/{record['host']}",
              f"run={record['run_id']}", f"changed={','.join(record.get('changed') or []) or '-'}",
              f"checks={passed}/{len(checks)}"]
+    holds = [m.get("lock_hold_ms") for m in record.get("migrations") or [] if m.get("lock_hold_ms") is not None]
+    if holds:
+        parts.append(f"longest_lock_hold={max(holds)}ms")
     if record.get("refused_by"):
         parts.append(f"refused_by={json.dumps(record['refused_by'])}")
     return " ".join([*parts, f"evidence={json_path}"])

@@ -81,6 +81,8 @@ def test_junit_has_a_case_per_migration_and_per_check_and_the_summary_line_leads
     assert suite.get("failures") == "0" and suite.get("skipped") == "1"
     line = evidence.summary_line(record, "/e/r1.json")
     assert line == "succeeded rollout dev/h run=r1 changed=003 checks=2/3 evidence=/e/r1.json"
+    record["migrations"][0]["lock_hold_ms"] = 42
+    assert " checks=2/3 longest_lock_hold=42ms evidence=" in evidence.summary_line(record, "/e/r1.json")
 
 
 def test_step_timings_run_from_each_mark_to_the_next_and_the_last_to_the_finish():
