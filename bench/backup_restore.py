@@ -5,7 +5,7 @@ A disposable cluster gets the 001+002 baseline and about --size-mb of rows in
 the five kb_* tables. Then, each into a fresh empty database:
 
   plan       pg_dump --clean --if-exists -f FILE.sql (plain)   restore: psql -f FILE.sql
-  pgrollout  pg_backup's defaults from group_vars/all.yml     validation: sha256 + full read
+  pgrollout  pg_backup's defaults (role pgrollout)            validation: sha256 + full read
              (format, jobs)                                    restore: pg_restore (-j where it can)
 
 Printed: seconds for backup, validation and restore, archive sizes, and the
@@ -76,7 +76,8 @@ def row_total(params: dict[str, Any]) -> int:
 
 
 def main() -> int:
-    defaults = yaml.safe_load((REPO / "group_vars" / "all.yml").read_text())
+    defaults = {**yaml.safe_load((REPO / "roles" / "pgrollout" / "defaults" / "main.yml").read_text()),
+                **yaml.safe_load((REPO / "group_vars" / "all.yml").read_text())}
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024, help="approximate size of the kb_* rows")
     parser.add_argument("--format", default=defaults["pgrollout_backup_format"])

@@ -43,7 +43,9 @@ checks: []
 
 
 def configured_layout() -> str:
-    settings = yaml.safe_load((REPO / "group_vars" / "all.yml").read_text()) or {}
+    # the default (role pgrollout), then this project's own choice (group_vars/all.yml)
+    settings = {**(yaml.safe_load((REPO / "roles" / "pgrollout" / "defaults" / "main.yml").read_text()) or {}),
+                **(yaml.safe_load((REPO / "group_vars" / "all.yml").read_text()) or {})}
     value = str(settings.get("pgrollout_migration_layout", "supabase"))
     return value if "{" not in value else "supabase"
 
