@@ -41,7 +41,7 @@ lint: venv
 	$(BIN)/ansible-lint --offline
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 	$(MAKE) --no-print-directory molecule
 
 # Molecule scenarios against Postgres containers: with the first working engine
