@@ -173,16 +173,36 @@ class Playbook:
     def environment(**extra: str) -> dict[str, str]:
         return dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", **extra)
 
-    def run(self, playbook: str = "rollout.yml", *args: str) -> subprocess.CompletedProcess:
-        """Run it; the results land in proc.results (tests/callback_plugins/test_results.py)."""
+    def run(self, playbook: str = "rollout.yml", *args: str,
+            when_printed: tuple[str, Any] | None = None) -> subprocess.CompletedProcess:
+        """Run it; the results land in proc.results (tests/callback_plugins/test_results.py).
+
+        `when_printed` (text, action): call action() once the run prints a line containing text."""
         results = self.workdir / "results.json"
         results.unlink(missing_ok=True)
         env = self.environment(ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "callback_plugins"),
                                ANSIBLE_CALLBACKS_ENABLED="test_results", PGROLLOUT_TEST_RESULTS=str(results))
-        proc = subprocess.run(self.command(playbook, *args), cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=600)
+        if when_printed is None:
+            proc = subprocess.run(self.command(playbook, *args), cwd=REPO, env=env, capture_output=True,
+                                  text=True, timeout=600)
+        else:
+            proc = self._run_watching(self.command(playbook, *args), env, *when_printed)
         proc.results = json.loads(results.read_text()) if results.exists() else {"tasks": [], "stats": {}}
         return proc
+
+    @staticmethod
+    def _run_watching(command: list[str], env: dict[str, str], text: str, action: Any) -> subprocess.CompletedProcess:
+        with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as child:
+            lines, seen = [], False
+            for line in child.stdout:
+                lines.append(line)
+                if not seen and text in line:
+                    seen = True
+                    action()
+            stderr = child.stderr.read()
+            child.wait(600)
+        return subprocess.CompletedProcess(command, child.returncode, "".join(lines), stderr)
 
     def run_raw(self, playbook: str = "rollout.yml", *args: str) -> subprocess.CompletedProcess:
         """Run it without the results callback (several runs at once)."""

@@ -40,9 +40,9 @@ def test_preflight_waits_for_a_long_lock_holder_then_refuses_naming_it(playbook,
 def test_preflight_proceeds_once_the_long_lock_holder_ends(playbook, db):
     playbook.set(preflight_blocker_min_seconds=1, preflight_blocker_wait=30, preflight_blocker_poll=1)
     with Blocker(db, "public.kb_macro_events") as blocker:
-        time.sleep(1.2)
-        blocker.release_after(6)  # the version gate play and preflight's first look take ~2 s
-        proc = playbook.run()
+        time.sleep(1.2)  # the blocker's transaction must be older than preflight_blocker_min_seconds
+        # released once the wait has seen it at least once (ansible prints each retry), however slow the machine
+        proc = playbook.run(when_printed=("FAILED - RETRYING", blocker.release))
     assert proc.returncode == 0, proc.stdout[-3000:]
     (waited,) = playbook.task_results(proc, "Wait for long transactions holding locks on the tables the run will lock")
     assert waited["attempts"] >= 2

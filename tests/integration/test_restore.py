@@ -142,11 +142,14 @@ def test_too_little_free_space_is_refused_before_pg_dump_runs(db, tmp_path):
 def test_the_password_is_never_in_any_process_arguments_during_a_dump(db, tmp_path):
     seen: list[str] = []
     with Blocker(db, "public.kb_patterns", mode="ACCESS EXCLUSIVE") as blocker:
-        blocker.release_after(2.0)
         dumper = threading.Thread(target=take, args=(db, tmp_path))
         dumper.start()
+        released = False
         while dumper.is_alive():
             seen += subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+            if not released and any("pg_dump" in line for line in seen):
+                blocker.release()  # pg_dump waited on the lock until it was seen running
+                released = True
             time.sleep(0.05)
     assert any("pg_dump" in line for line in seen), "the dump was never seen running"
     assert not [line for line in seen if db["login_password"] in line]
