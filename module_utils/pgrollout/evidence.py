@@ -128,15 +128,15 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
     preflight = (steps.get("preflight") or {}).get("facts") or {}
     finished = datetime.datetime.now(datetime.UTC)
     gates = steps.get("gates") or {}
+    ended = outcome(failure, dry_run, steps, marks, kind)
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "kind": kind,
         "environment": environment,
         "host": host,
-        "outcome": outcome(failure, dry_run, steps, marks, kind),
-        "refused_by": (failure or {}).get("task") if outcome(failure, dry_run, steps, marks, kind) == "refused"
-        else None,
+        "outcome": ended,
+        "refused_by": (failure or {}).get("task") if ended == "refused" else None,
         "changed": changed_here(steps, kind),
         "dry_run": dry_run,
         "started_at": started_at,
@@ -306,6 +306,9 @@ def verified(record: dict[str, Any], key: str) -> bool:
     return hmac.compare_digest(expected, str(signature.get("value", "")))
 
 
+CHECK_SECTIONS = ("verification", "audit", "rollback_verification", "rollback_audit")
+
+
 def summary_line(record: dict[str, Any], json_path: str) -> str:
     """One line a pipeline reads: outcome first, then what changed, the checks, and where the record is."""
     checks = [r for key in CHECK_SECTIONS for r in (record.get(key) or {}).get("results") or []]
@@ -319,9 +322,6 @@ def summary_line(record: dict[str, Any], json_path: str) -> str:
     if record.get("refused_by"):
         parts.append(f"refused_by={json.dumps(record['refused_by'])}")
     return " ".join([*parts, f"evidence={json_path}"])
-
-
-CHECK_SECTIONS = ("verification", "audit", "rollback_verification", "rollback_audit")
 
 
 def junit(record: dict[str, Any]) -> str:
