@@ -68,10 +68,11 @@ bench-many-migrations: venv
 	$(BIN)/python bench/many_migrations.py
 
 # Every environment's status side by side (an environment that cannot be
-# reached, or has no target, says so and the others are still shown).
+# reached, has no target, or whose vault cannot be decrypted says so and the
+# others are still shown). The vault password as ansible-playbook takes it:
+# ANSIBLE_VAULT_PASSWORD_FILE, or ARGS='--vault-password-file F'.
 status: venv
-	@for env in dev staging prod; do $(BIN)/ansible-playbook status.yml -i inventories/$$env || true; done
-	@$(BIN)/python scripts/status_side_by_side.py
+	@$(BIN)/python scripts/status_all.py $(ARGS)
 
 # The next migration: forward file, rollback file and spec skeletons (configured layout).
 new-migration: venv

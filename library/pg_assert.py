@@ -31,6 +31,13 @@ options:
         each check's name is prefixed with its spec's file name.
     type: list
     elements: path
+  lasting_specs:
+    description:
+      - Spec files of which only the checks marked C(lasting=true) run (earlier files of a run,
+        after its commit; README, Verification specs). Their names are prefixed like O(specs)'.
+    type: list
+    elements: path
+    default: []
   statement_timeout:
     description: statement_timeout of the checks' transaction.
     type: str
@@ -72,21 +79,19 @@ not_passed:
   type: int
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 try:  # this repository (ansible.cfg: module_utils = ./module_utils)
     from ansible.module_utils.pgrollout import modules
-    from ansible.module_utils.pgrollout.checks import SpecError, load_spec, report, run, validate
+    from ansible.module_utils.pgrollout.checks import SpecError, report, run, spec_checks, validate
     from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
 except ImportError:  # installed as the collection pgrollout.postgresql
     from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import (
         SpecError,
-        load_spec,
         report,
         run,
+        spec_checks,
         validate,
     )
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
@@ -95,13 +100,9 @@ except ImportError:  # installed as the collection pgrollout.postgresql
     )
 
 
-def all_checks(specs: list[str], checks: list[dict] | None) -> list[dict]:
-    """Every spec's checks (named after their spec when there are several), then the given checks."""
-    result = []
-    for path in specs:
-        prefix = os.path.basename(path).rsplit(".", 1)[0] + ": " if len(specs) > 1 else ""
-        result += [{**c, "name": prefix + c["name"], "spec": path} for c in load_spec(path)]
-    return result + (validate(checks) if checks else [])
+def all_checks(specs: list[str], lasting_specs: list[str], checks: list[dict] | None) -> list[dict]:
+    """The specs' checks (the lasting ones of `lasting_specs`), then the given checks."""
+    return spec_checks(specs, lasting_specs) + (validate(checks) if checks else [])
 
 
 def main() -> None:
@@ -109,13 +110,16 @@ def main() -> None:
         CONNECTION_ARGUMENT_SPEC,
         checks={"type": "list", "elements": "dict"},
         specs={"type": "list", "elements": "path", "default": []},
+        lasting_specs={"type": "list", "elements": "path", "default": []},
         statement_timeout={"type": "str", "default": "30s"},
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_one_of=[("checks", "specs")])
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
+                           required_one_of=[("checks", "specs", "lasting_specs")])
     try:
-        checks = all_checks(module.params["specs"], module.params["checks"])
-        if not checks:
-            raise SpecError("no checks to run: give specs or checks")
+        checks = all_checks(module.params["specs"], module.params["lasting_specs"], module.params["checks"])
+        if not checks:  # only lasting_specs, none of whose checks is lasting
+            module.exit_json(changed=False, results=[], summary=[], passed=0, not_passed=0,
+                             msg="no lasting check in " + ", ".join(module.params["lasting_specs"]))
         with connect(module.params) as conn:
             results = run(conn, checks, module.params["statement_timeout"])
     except (SpecError, RuntimeError) as exc:

@@ -27,11 +27,29 @@ options:
     description: A file of the plan without a verification spec is a plan error.
     type: bool
     default: false
+  require_rollback:
+    description:
+      - A pending file without a rollback file is a plan error. Without it such files are
+        listed in C(migrations.pending_without_rollback) (a warning).
+    type: bool
+    default: false
+  target_version:
+    description:
+      - Only the pending files up to and including this version are pending; the others are
+        listed in C(migrations.beyond_target). A version that no file and no ledger row has
+        fails the module.
+    type: str
   rollback:
     description:
       - Also choose what a rollback would roll back, newest first - C(to) (every
         applied migration newer than it) or C(version) (which must be the newest
         applied); neither means the newest applied one.
+    type: dict
+  rehearse:
+    description:
+      - Also choose what a rehearsal rehearses - C(version), else every pending file (up to
+        O(target_version)), else the newest file - with the baseline before it and what those
+        files lack (C(rehearsal_plan), or C(rehearsal_error) saying why not).
     type: dict
   rls_schemas:
     description: Schemas whose tables' row-level security state is reported.
@@ -92,14 +110,23 @@ facts:
     migrations:
       description:
         - applied, pending (file names), pending_paths, pending_versions, drifted,
-          drift_accepted, out_of_order, missing_files, newest_applied, and files
-          (each with its rollback file and specs, and whether they exist).
+          drift_accepted, out_of_order, missing_files, newest_applied, target_version,
+          beyond_target, pending_without_rollback, layout, and files (each with its
+          rollback file and specs, and whether they exist), in the order they run.
       type: dict
     rollback_plan:
       description: With O(rollback), the migrations to roll back, newest first (as in files).
       type: list
     rollback_error:
       description: With O(rollback), why nothing can be rolled back as asked (a missing or invalid file or spec).
+      type: str
+    rehearsal_plan:
+      description:
+        - With O(rehearse) - files, versions, baseline (the files before them), missing_specs,
+          missing_rollbacks (each naming the command that creates it), missing_rollback_specs.
+      type: dict
+    rehearsal_error:
+      description: With O(rehearse), why nothing can be rehearsed as asked.
       type: str
     plan_error:
       description: Why the pending files cannot run as they are (a file or spec that is missing or invalid).
@@ -131,7 +158,7 @@ try:  # this repository (ansible.cfg: module_utils = ./module_utils)
     from ansible.module_utils.pgrollout.checks import SpecError, report, run, validate
     from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
     from ansible.module_utils.pgrollout.facts import for_record, gather, pooler
-    from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout
+    from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError
     from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
 except ImportError:  # installed as the collection pgrollout.postgresql
     from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
@@ -141,7 +168,11 @@ except ImportError:  # installed as the collection pgrollout.postgresql
         connect,
     )
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.facts import for_record, gather, pooler
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import LAYOUT_ARGUMENT_SPEC, Layout
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import (
+        LAYOUT_ARGUMENT_SPEC,
+        Layout,
+        PlanError,
+    )
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
 
 
@@ -151,7 +182,10 @@ def main() -> None:
         migrations_dir={"type": "path"},
         **LAYOUT_ARGUMENT_SPEC,
         rollback={"type": "dict"},
+        rehearse={"type": "dict"},
         require_spec={"type": "bool", "default": False},
+        require_rollback={"type": "bool", "default": False},
+        target_version={"type": "str"},
         allow_out_of_order={"type": "list", "elements": "str", "default": []},
         rls_schemas={"type": "list", "elements": "str", "default": ["public"]},
         long_running={"type": "str", "default": "5 minutes"},
@@ -166,12 +200,13 @@ def main() -> None:
     try:
         with connect(p) as conn:
             facts = gather(conn, layout, p["rls_schemas"], p["long_running"], p["accept_drift"], p["rollback"],
-                           p["require_spec"], p["allow_out_of_order"])
+                           p["require_spec"], p["allow_out_of_order"], p["target_version"], p["require_rollback"],
+                           p["rehearse"])
             if p["checks_if_current"] and layout and not facts["migrations"]["pending_paths"] \
                     and not facts["migrations"]["drift_accepted"]:
                 facts["audit"] = report(run(conn, validate(p["checks_if_current"]), p["statement_timeout"]))
         facts["pooler"] = pooler(p)
-    except (RuntimeError, MigrationFileError, SpecError) as exc:
+    except (RuntimeError, MigrationFileError, SpecError, PlanError) as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
         module.fail_json(msg=modules.describe(exc, "reading the target's state"))

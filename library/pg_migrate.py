@@ -180,6 +180,14 @@ applied:
   returned: always
   type: list
   elements: str
+after_commit:
+  description:
+    - What the verify step runs again after the commit - C(specs) (the newest changed file's
+      spec) and C(lasting_specs) (earlier changed files' specs, their C(lasting) checks only).
+      In check mode the dry run ran them at the state its plan ends in - C(checks) and
+      C(checks_summary) hold those results.
+  returned: success
+  type: dict
 failed_file:
   description: On failure, the file that failed, with file, line, statement_number, sqlstate and error.
   returned: failed
@@ -284,13 +292,14 @@ def main() -> None:
             summary = apply_plan(conn, plan, options)
     except MigrationError as exc:
         results = [modules.public(r) for r in exc.details.pop("results", [])]
-        module.fail_json(msg=str(exc), results=results, failed_file=exc.details,
+        module.fail_json(msg=str(exc), results=results, failed_file=modules.public(exc.details),
                          attempts=exc.details.get("attempts", []), applied=modules.changed_versions(results),
                          changed=any(r.get("changed") and not r.get("dry_run") for r in results))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
         module.fail_json(msg=modules.describe(exc, "applying the migrations"), results=[], applied=[])
     results = [modules.public(r) for r in summary["results"]]
     result = {"changed": summary["changed"], "results": results, "applied": modules.changed_versions(results),
+              "after_commit": summary["after_commit"],
               "msg": "; ".join(r["msg"] for r in results) or "no file to run"}
     if summary.get("schema_changes") is not None:
         result["schema_changes"] = summary["schema_changes"]

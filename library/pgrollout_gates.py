@@ -47,6 +47,10 @@ options:
     type: list
     elements: dict
     default: []
+  allow_dirty:
+    description: Count evidence written from a work tree with uncommitted changes (C(git_dirty)) for promotion.
+    type: bool
+    default: false
   promotion_override: {description: Go on without the evidence., type: bool, default: false}
   promotion_override_reason: {description: Why; required with O(promotion_override)., type: str, default: ""}
 attributes:
@@ -100,6 +104,7 @@ def main() -> None:
         promotion_override={"type": "bool", "default": False},
         promotion_override_reason={"type": "str", "default": ""},
         signing_key={"type": "str", "default": "", "no_log": True},
+        allow_dirty={"type": "bool", "default": False},
     ), supports_check_mode=True, required_if=[
         ("window_override", True, ["window_override_reason"]),
         ("promotion_override", True, ["promotion_override_reason"]),
@@ -122,7 +127,7 @@ def main() -> None:
                                 "it, or set pgrollout_window_override=true with pgrollout_window_override_reason")
         if p["promotion_environments"] and p["migrations"]:
             missing = promotion_missing(p["evidence_root"], p["promotion_environments"], p["migrations"],
-                                        p["signing_key"])
+                                        p["signing_key"], p["allow_dirty"])
             if missing and p["promotion_override"]:
                 overrides.append({"gate": "promotion", "reason": p["promotion_override_reason"], "missing": missing})
             elif missing:

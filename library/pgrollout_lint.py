@@ -84,7 +84,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 try:  # this repository (ansible.cfg: module_utils = ./module_utils)
     from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.lint import annotate, files_to_lint, lint, write_reports
+    from ansible.module_utils.pgrollout.lint import annotate, files_to_lint, lint, rollback_findings, write_reports
     from ansible.module_utils.pgrollout.plan import Layout
     from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
 except ImportError:  # installed as the collection pgrollout.postgresql
@@ -96,6 +96,7 @@ except ImportError:  # installed as the collection pgrollout.postgresql
         annotate,
         files_to_lint,
         lint,
+        rollback_findings,
         write_reports,
     )
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import Layout
@@ -124,8 +125,10 @@ def main() -> None:
     if config is None and os.path.exists(".squawk.toml"):
         config = os.path.abspath(".squawk.toml")
     try:
-        files = files_to_lint(Layout(p["migrations_dir"], p["rollbacks_dir"], layout=p["layout"]), p["versions"])
-        report = lint(files, p["exposed_schemas"], p["acknowledged"], config)
+        layout = Layout(p["migrations_dir"], p["rollbacks_dir"], layout=p["layout"])
+        files = files_to_lint(layout, p["versions"])
+        report = lint(files, p["exposed_schemas"], p["acknowledged"], config,
+                      extra=rollback_findings(layout, p["versions"]))
         if p["annotate"]:
             with connect(p) as conn, conn.transaction(), conn.cursor() as cur:
                 cur.execute("SET TRANSACTION READ ONLY")

@@ -13,14 +13,17 @@ from pgrollout.status import side_by_side  # noqa: E402
 
 
 def main() -> int:
-    root = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / ".ops" / "evidence"
+    args = sys.argv[1:]
+    only = args[args.index("--only") + 1:] if "--only" in args else ["dev", "staging", "prod"]
+    args = args[:args.index("--only")] if "--only" in args else args
+    root = Path(args[0]) if args else REPO / ".ops" / "evidence"
     documents = []
-    for env in ("dev", "staging", "prod"):
+    for env in only:
         path = root / env / "status.json"
         if path.exists():
             documents.append(json.loads(path.read_text()))
         else:
-            print(f"{env}: no status (no target, or it could not be reached: see above)")
+            print(f"{env}: no status.json in {path.parent}")
     if documents:
         print("\n".join(side_by_side(documents)))
     return 0

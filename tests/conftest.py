@@ -141,6 +141,9 @@ class Playbook:
             "pgrollout_evidence_root": str(self.workdir / "evidence"),
             "pgrollout_backup_dir": str(self.workdir / "backups"),
             "pgrollout_watch_minutes": 0,  # the watch has tests of its own
+            # this checkout may hold a developer's uncommitted work (git_dirty evidence); the rule that such
+            # evidence does not promote has tests of its own (tests/unit/test_gates.py)
+            "pgrollout_promotion_allow_dirty": True,
             **host_vars,
         }
         self.set()

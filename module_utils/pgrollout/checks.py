@@ -11,6 +11,14 @@ transaction that is rolled back too, so a check can neither change the
 database nor leak its role or settings into the next one. The transaction is
 READ ONLY unless a check has `setup`: SQL run as the connecting user before the
 role switch, to create the rows a behaviour check needs (rolled back with it).
+
+When specs run (README, "Verification specs"): a spec states what is true
+right after its file. It runs inside that file's transaction, before commit,
+in the run and in the dry run alike: that is the authoritative check. After
+the commit only what must be true of the final state runs again: the spec of
+the newest file the run changed, the checks of earlier specs marked
+`lasting: true`, and the security audit. A later file, in the same run or a
+later one, may change what an earlier spec checked without failing anything.
 """
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection
 
-CHECK_KEYS = {"name", "sql", "params", "expect", "severity", "role", "claims", "description", "setup"}
+CHECK_KEYS = {"name", "sql", "params", "expect", "severity", "role", "claims", "description", "setup", "lasting"}
 EXPECT_KEYS = {"rows", "count", "jmespath", "sqlstate", "ordered"}
 EXPECT_KINDS = ("rows", "count", "jmespath", "sqlstate")
 SEVERITIES = ("fail", "warn")
@@ -84,6 +92,8 @@ def validate(checks: Any) -> list[dict[str, Any]]:
         severity = check.get("severity", "fail")
         if severity not in SEVERITIES:
             raise _check_error(index, check, f"severity is one of {SEVERITIES}")
+        if not isinstance(check.get("lasting", False), bool):
+            raise _check_error(index, check, "'lasting' is true or false")
         if check.get("role") is not None and check["role"] not in ROLES:
             raise _check_error(index, check, f"role is one of {ROLES}")
         result.append({**check, "severity": severity, "params": check.get("params") or {}})
@@ -115,6 +125,31 @@ def load_spec(path: str) -> list[dict[str, Any]]:
         return validate(document.get("checks"))
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from exc
+
+
+def spec_checks(specs: list[str], lasting_specs: list[str] = ()) -> list[dict[str, Any]]:
+    """Every check of `specs` and the `lasting: true` checks of `lasting_specs`, each tagged with its spec.
+
+    With more than one spec in all, each name is prefixed with its spec's file name."""
+    import os
+
+    prefixed = len(specs) + len(lasting_specs) > 1
+    result = []
+    for path, lasting_only in [(p, True) for p in lasting_specs] + [(p, False) for p in specs]:
+        prefix = os.path.basename(path).rsplit(".", 1)[0] + ": " if prefixed else ""
+        result += [{**c, "name": prefix + c["name"], "spec": path} for c in load_spec(path)
+                   if not lasting_only or c.get("lasting")]
+    return result
+
+
+def after_commit(results: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Which specs run again after the commit of a run whose per-file `results` are given (see the docstring)."""
+    changed = [r for r in results if r.get("changed") and not r.get("failed") and not r.get("drift_accepted")
+               and r.get("dry_runnable", True)]
+    if not changed:
+        return {"specs": [], "lasting_specs": []}
+    return {"specs": [changed[-1]["spec"]] if changed[-1].get("spec") else [],
+            "lasting_specs": [r["spec"] for r in changed[:-1] if r.get("spec")]}
 
 
 def plain(value: Any) -> Any:

@@ -78,8 +78,17 @@ def connect(params: dict[str, Any], autocommit: bool = False) -> Connection:
     except psycopg.OperationalError as exc:
         raise RuntimeError(
             f"cannot connect to {kwargs['host']}:{kwargs['port']} database "
-            f"{kwargs['dbname']} as {kwargs['user']}: {str(exc).strip()}"
+            f"{kwargs['dbname']} as {kwargs['user']}: {str(exc).strip()}{_tls_hint(str(exc), kwargs)}"
         ) from exc
+
+
+def _tls_hint(error: str, kwargs: dict[str, Any]) -> str:
+    """What to change when TLS is the cause: the inventory's pgrollout_db_ssl_mode (ssl_mode)."""
+    if not any(word in error for word in ("SSL", "ssl", "certificate", "TLS")):
+        return ""
+    return (f". TLS: sslmode is {kwargs.get('sslmode')!r} (pgrollout_db_ssl_mode, the module's ssl_mode): "
+            "use 'require' for a server with TLS, 'verify-full' with its CA certificate, or 'disable' only for a "
+            "server without TLS on a private network (README, Environments: Adding a target)")
 
 
 def _passfile_line(params: dict[str, Any]) -> str:

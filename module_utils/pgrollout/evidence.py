@@ -93,7 +93,7 @@ def changed_here(steps: dict[str, Any], kind: str) -> list[str]:
         changed += [str(ledger.get("version") or ledger.get("mark") or "ledger")]
     if (steps.get("restore") or {}).get("changed"):
         changed.append("restore")
-    return changed
+    return list(dict.fromkeys(changed))  # a version applied and rolled back in one run is listed once
 
 
 def last_step(marks: dict[str, str] | None) -> str:
@@ -148,6 +148,8 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
             "database": preflight.get("database"),
             "applied_before": (preflight.get("migrations") or {}).get("applied"),
             "pending_before": (preflight.get("migrations") or {}).get("pending"),
+            "target_version": (preflight.get("migrations") or {}).get("target_version"),
+            "not_run_beyond_target": (preflight.get("migrations") or {}).get("beyond_target") or [],
             "long_running_sessions": preflight.get("long_running_sessions"),
         },
         "backup": _pick(steps.get("backup"), BACKUP_FIELDS),
@@ -155,6 +157,9 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
         "restore": _pick(steps.get("restore"), RESTORE_FIELDS),
         "lease": _pick(steps.get("lease"), LEASE_FIELDS),
         "migrations": _migrations(steps),
+        # a dry run's stand-in for the verify step: the checks the run verifies after its commit
+        "dry_run_after_commit": _pick((steps.get("migrate") or {}).get("after_commit"),
+                                      ("specs", "lasting_specs", "checks_summary")) if dry_run else None,
         "unverified": [m["version"] for m in _migrations(steps) if m.get("changed") and not m.get("spec")],
         "rollback": None if not steps.get("rollback_path") and not steps.get("rollback_script_failure") else {
             "path_taken": steps.get("rollback_path"), "script_failure": steps.get("rollback_script_failure")},
@@ -309,13 +314,26 @@ def verified(record: dict[str, Any], key: str) -> bool:
 CHECK_SECTIONS = ("verification", "audit", "rollback_verification", "rollback_audit")
 
 
+def check_counts(record: dict[str, Any]) -> tuple[int, int]:
+    """(passed, run) over every check the run evaluated: its verification sections, and the checks that ran
+    inside the files' transactions where nothing ran after them (a dry run) or on a scratch database (a rehearsal)."""
+    checks = [r for key in CHECK_SECTIONS for r in (record.get(key) or {}).get("results") or []]
+    lines: list[str] = []
+    if record.get("kind") == "rehearsal":
+        lines = [line for step in record.get("rehearsal") or [] for line in step.get("summary") or []]
+    elif record.get("dry_run"):
+        lines = [line for m in record.get("migrations") or [] for line in m.get("checks_summary") or []]
+        lines += (record.get("dry_run_after_commit") or {}).get("checks_summary") or []
+    passed = sum(1 for r in checks if r and r.get("status") == "passed") + sum(1 for x in lines if x.startswith("PASS"))
+    return passed, len(checks) + len(lines)
+
+
 def summary_line(record: dict[str, Any], json_path: str) -> str:
     """One line a pipeline reads: outcome first, then what changed, the checks, and where the record is."""
-    checks = [r for key in CHECK_SECTIONS for r in (record.get(key) or {}).get("results") or []]
-    passed = sum(1 for r in checks if r and r.get("status") == "passed")
+    passed, total = check_counts(record)
     parts = [record["outcome"], record["kind"], f"{record['environment']}/{record['host']}",
              f"run={record['run_id']}", f"changed={','.join(record.get('changed') or []) or '-'}",
-             f"checks={passed}/{len(checks)}"]
+             f"checks={passed}/{total}"]
     holds = [m.get("lock_hold_ms") for m in record.get("migrations") or [] if m.get("lock_hold_ms") is not None]
     if holds:
         parts.append(f"longest_lock_hold={max(holds)}ms")

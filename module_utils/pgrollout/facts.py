@@ -1,6 +1,7 @@
 """Read-only facts about a target database, for preflight and evidence."""
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from . import connection, lease, ledger, locks, plan, sqlfile
@@ -60,7 +61,9 @@ def for_record(facts: dict[str, Any]) -> dict[str, Any]:
     migrations = facts.get("migrations") or {}
     return {"facts": {"server_version": facts.get("server_version"), "database": facts.get("database"),
                       "long_running_sessions": facts.get("long_running_sessions"),
-                      "migrations": {"applied": migrations.get("applied"), "pending": migrations.get("pending")}}}
+                      "migrations": {"applied": migrations.get("applied"), "pending": migrations.get("pending"),
+                                     "target_version": migrations.get("target_version"),
+                                     "beyond_target": migrations.get("beyond_target")}}}
 
 
 def pooler(params: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +87,9 @@ def pooler(params: dict[str, Any]) -> dict[str, Any]:
 
 def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str], long_running: str,
            accept_drift: list[str] = (), rollback: dict[str, Any] | None = None,
-           require_spec: bool = False, allow_out_of_order: list[str] = ()) -> dict[str, Any]:
+           require_spec: bool = False, allow_out_of_order: list[str] = (),
+           target_version: str | None = None, require_rollback: bool = False,
+           rehearse: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything preflight needs, in one READ ONLY transaction.
 
     With `rollback` ({"to": version or None, "version": version or None}) the
@@ -94,13 +99,22 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
         cur.execute("SET TRANSACTION READ ONLY")
         result = {**server(cur), "rls": rls(cur, rls_schemas), "long_running_sessions": sessions(cur, long_running),
                   "lease": lease.holder(cur)}
-        state = plan.status(cur, layout, accept_drift, allow_out_of_order) if layout else {
+        state = plan.status(cur, layout, accept_drift, allow_out_of_order, target_version) if layout else {
             "applied": [a.version for _, a in sorted(ledger.read(cur).items())]}
         result["migrations"] = state
+        if layout:
+            missing = [f for f in state["files"] if f["path"] in state["pending_paths"] and not f["down_exists"]]
+            state["pending_without_rollback"] = [f["path"] for f in missing]
+            state["rollback_warning"] = (
+                f"WARNING: no rollback file for {', '.join(os.path.basename(f['path']) for f in missing)}: a "
+                "failure after its commit can only be undone by a restore. Write "
+                f"{', '.join(f['down'] for f in missing)} (staging and prod refuse such files: "
+                "pgrollout_require_rollback)") if missing else None
         to_lock: list[plan.Item] = []
-        if layout and rollback is None:
+        if layout and rollback is None and rehearse is None:
             try:  # every pending file and spec read and checked before anything changes
-                to_lock = plan.build(layout, state["pending_paths"], "up", require_spec)
+                to_lock = plan.build(layout, state["pending_paths"], "up", require_spec,
+                                     require_rollback=require_rollback)
             except plan.PlanError as exc:
                 result["plan_error"] = str(exc)
         if rollback is not None and layout:
@@ -110,5 +124,10 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
                 result["rollback_plan"] = targets
             except plan.PlanError as exc:
                 result["rollback_plan"], result["rollback_error"] = [], str(exc)
+        if rehearse is not None and layout:
+            try:
+                result["rehearsal_plan"] = plan.rehearsal(state, rehearse.get("version"))
+            except plan.PlanError as exc:
+                result["rehearsal_error"] = str(exc)
         result["locks"] = lock_holders(cur, [item.file for item in to_lock])
         return result

@@ -76,19 +76,33 @@ def in_window(window: Window, now: datetime.datetime) -> tuple[bool, str]:
     return inside, local.strftime(f"%a %H:%M {window.timezone}")
 
 
-def promotion_missing(evidence_root: str, environments: list[str],
-                      migrations: list[dict[str, str]], signing_key: str = "") -> list[str]:
-    """What the earlier environments' evidence lacks, one line per gap; empty when promotion may go on.
+# What makes each kind of promotion evidence, for the refusal to name.
+EVIDENCE_COMMANDS = {"rollout": "ansible-playbook rollout.yml -i inventories/{env}",
+                     "rehearsal": "ansible-playbook rehearse.yml -i inventories/{env}"}
 
-    With `signing_key`, a record counts only if its signature verifies with that key."""
+
+def promotion_missing(evidence_root: str, environments: list[str],
+                      migrations: list[dict[str, str]], signing_key: str = "", allow_dirty: bool = False) -> list[str]:
+    """What the earlier environments' evidence lacks, one line per gap, each naming the command that makes it;
+    empty when promotion may go on.
+
+    With `signing_key`, a record counts only if its signature verifies with that key. A record written
+    from a work tree with uncommitted changes (git_dirty) counts only with `allow_dirty`."""
     missing = []
     for migration in migrations:
         label = f"{migration['version']}_{migration.get('name', '')} ({migration['checksum'][:12]})"
         for env in environments:
             folder = f"{evidence_root}/{env}"
             for kind, what in (("rollout", "rolled out and verified"), ("rehearsal", "rehearsed")):
-                if not evidence.find(folder, kind=kind, outcome="succeeded", checksum=migration["checksum"],
-                                     signing_key=signing_key):
-                    signed = " signed with this key" if signing_key else ""
-                    missing.append(f"{label} was not {what} in {env} (no succeeded {kind} record{signed} in {folder})")
+                found = evidence.find(folder, kind=kind, outcome="succeeded", checksum=migration["checksum"],
+                                      signing_key=signing_key)
+                clean = [r for r in found if allow_dirty or r.get("git_dirty") is not True]
+                if clean:
+                    continue
+                signed = " signed with this key" if signing_key else ""
+                dirty = (f"; {len(found)} record(s) were written from a work tree with uncommitted changes "
+                         "(git_dirty), which count only with pgrollout_promotion_allow_dirty=true") if found else ""
+                command = EVIDENCE_COMMANDS[kind].format(env=env)
+                missing.append(f"{label} was not {what} in {env} (no succeeded {kind} record{signed} in {folder}"
+                               f"{dirty}): run `{command}` from a clean checkout first")
     return missing

@@ -46,6 +46,10 @@ RULES: dict[str, tuple[str, str, str]] = {
                                              "name in the body"),
     "grant-to-anon": ("warn", "anon is every unauthenticated API caller", "grant to authenticated, or keep the "
                       "grant and make sure RLS policies decide what anon sees"),
+    "no-rollback-file": ("warn", "without a rollback file a failure after the commit can only be undone by a "
+                         "restore, which also discards every write made since the backup",
+                         "write the rollback file (make new-migration creates one with each migration); "
+                         "staging and prod refuse such files (pgrollout_require_rollback)"),
     "drop-on-forward-path": ("error", "DROP TABLE / DROP COLUMN on the forward path discards data; a rollback "
                              "cannot bring it back", "stop writing it first, keep a backup, and drop in a later "
                              "migration once nothing reads it (or acknowledge: pgrollout_acknowledged_lint)"),
@@ -196,6 +200,8 @@ def annotate(report: dict[str, Any], files: list[tuple[MigrationFile, str]], cur
 
     by_path = {mf.path: mf for mf, _ in files}
     for item in report["findings"]:
+        if item.get("file_level"):
+            continue
         mf = by_path.get(item["file"])
         statement = next((st for st in reversed(mf.statements) if st.line <= item["line"]), None) if mf else None
         if statement is None:
@@ -215,10 +221,22 @@ def annotate(report: dict[str, Any], files: list[tuple[MigrationFile, str]], cur
     report["summary"] = summary(report["findings"])
 
 
+def rollback_findings(layout: Any, versions: list[str] | None) -> list[dict[str, Any]]:
+    """A no-rollback-file finding for each forward file of the given versions (or all) that has no rollback file."""
+    from .sqlfile import load
+
+    wanted = {int(v) for v in versions} if versions is not None else None
+    # about the file, not a statement: never raised by the size of the tables its first statement locks
+    missing = [m for m in layout.migrations() if (wanted is None or m.number in wanted) and not os.path.exists(m.down)]
+    return [{**finding(load(m.up, m.version, m.name), 1, "no-rollback-file", f"expected at {m.down}"),
+             "file_level": True} for m in missing]
+
+
 def lint(files: list[tuple[MigrationFile, str]], exposed: list[str], acknowledged: list[str] = (),
-         squawk_config: str | None = None, use_squawk: bool = True) -> dict[str, Any]:
-    """Findings for (file, direction) pairs; errors not ignored or acknowledged are `blocking`."""
-    findings: list[dict[str, Any]] = []
+         squawk_config: str | None = None, use_squawk: bool = True,
+         extra: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Findings for (file, direction) pairs, and `extra` ones; errors not ignored or acknowledged are `blocking`."""
+    findings: list[dict[str, Any]] = list(extra)
     if use_squawk:
         binary = squawk_binary()
         for transactional in (True, False):

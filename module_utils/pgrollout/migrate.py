@@ -292,6 +292,25 @@ def _verify_in_transaction(conn: Connection, item: Item, result: dict[str, Any])
             {"file": item.file.path, "checks": results, "checks_summary": result["checks_summary"]})
 
 
+def _verify_as_after_commit(conn: Connection, results: list[dict[str, Any]], after: dict[str, Any]) -> None:
+    """The dry run's stand-in for the verify step: the same checks, at the state the plan ends in."""
+    chosen = checks_mod.after_commit(results)
+    try:
+        found = checks_mod.spec_checks(chosen["specs"], chosen["lasting_specs"])
+    except checks_mod.SpecError as exc:
+        raise MigrationError(str(exc), {"after_commit": chosen}) from exc
+    outcome = checks_mod.run(conn, found) if found else []
+    after.update(chosen, checks=outcome, checks_summary=checks_mod.table(outcome))
+    failed = checks_mod.failures(outcome)
+    if failed:
+        names = ", ".join(f"{r['name']} ({r['spec']})" for r in failed)
+        raise MigrationError(
+            f"dry run: {len(failed)} check(s) the run verifies after its commit failed at the state the plan "
+            f"ends in: {names}. The run would apply every file and then fail its verification (and roll back). "
+            "A spec's checks that later files may change belong in that file's spec only, not marked lasting "
+            "(README, Verification specs)", {"after_commit": after, "checks_summary": after["checks_summary"]})
+
+
 def _finish_hold(result: dict[str, Any], until: float) -> dict[str, Any]:
     locked_at = result.pop("_locked_at", None)
     if locked_at is not None:
@@ -339,11 +358,16 @@ def apply_one(conn: Connection, item: Item, opts: Options) -> dict[str, Any]:
     return result
 
 
-def _whole_plan(conn: Connection, items: list[Item], opts: Options, results: list[dict[str, Any]]) -> None:
-    """All files in one transaction, a savepoint each; rolled back in check mode."""
+def _whole_plan(conn: Connection, items: list[Item], opts: Options, results: list[dict[str, Any]],
+                after: dict[str, Any]) -> None:
+    """All files in one transaction, a savepoint each; rolled back in check mode.
+
+    The dry run then runs what the real run verifies after its commit, against the
+    state the last file left (`after` gets those results)."""
     import psycopg
 
     results.clear()
+    after.clear()
     not_run: list[str] = []  # files before this one whose effect the dry run could not include
     timeout = opts.dry_run_statement_timeout if opts.check_mode else opts.statement_timeout
     with conn.transaction() as outer, conn.cursor() as cur:
@@ -379,6 +403,7 @@ def _whole_plan(conn: Connection, items: list[Item], opts: Options, results: lis
             results.append(result)
         if opts.check_mode:
             _lock_report(cur, results)
+            _verify_as_after_commit(conn, results, after)
             raise psycopg.Rollback(outer)
         if any(r["changed"] for r in results):
             before_commit(opts)
@@ -440,20 +465,23 @@ def apply_plan(conn: Connection, items: list[Item], options: Options | None = No
             raise MigrationError(f"single_transaction cannot include non-transactional files: {blocking}",
                                  {"files": blocking})
     results: list[dict[str, Any]] = []
+    after: dict[str, Any] = {}
     try:
         if not opts.check_mode:
             ledger.ensure(conn, opts.lock_timeout)
         snapshot_before = _snapshot(conn) if not opts.check_mode else None
         if opts.check_mode or opts.single_transaction:
             attempts: list[dict[str, Any]] = []
-            _with_retries(conn, [i.file for i in items], opts, lambda: _whole_plan(conn, items, opts, results),
-                          attempts)
+            _with_retries(conn, [i.file for i in items], opts,
+                          lambda: _whole_plan(conn, items, opts, results, after), attempts)
         else:
             _apply_each(conn, items, opts, results)
     except MigrationError as exc:
         exc.details["results"] = results
         raise
-    summary: dict[str, Any] = {"results": results, "changed": any(r.get("changed") for r in results)}
+    summary: dict[str, Any] = {"results": results, "changed": any(r.get("changed") for r in results),
+                               # what the verify step runs after the commit (the dry run ran it: its results)
+                               "after_commit": after or checks_mod.after_commit(results)}
     if snapshot_before is not None and summary["changed"]:
         changes = schema.diff(snapshot_before, _snapshot(conn))
         summary["schema_changes"] = changes

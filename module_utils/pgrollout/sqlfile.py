@@ -8,7 +8,12 @@ pg_migrate) instead of rebuilding names in Jinja. Two layouts:
             (golang-migrate, morph)
 
 Specs are verification/NNN_name.yml and verification/NNN_name_rollback.yml in
-both. Versions compare as numbers: 6 and 006 are the same version.
+both. 6 and 006 are the same version in both (refused as duplicates). Order
+follows the tool whose layout it is: the supabase layout orders and compares
+versions as text, byte by byte, as the Supabase CLI does (checked against
+`supabase db push` 3.1: `20240410_x.sql` runs after `20240101120000_y.sql` and
+before `20240410120000_z.sql`); the updown layout orders versions as numbers,
+as golang-migrate does.
 """
 from __future__ import annotations
 
@@ -71,6 +76,7 @@ class Migration:
     down: str  # where the rollback file is (or would be)
     spec: str
     rollback_spec: str
+    layout: str = "supabase"
 
     @property
     def number(self) -> int:
@@ -79,6 +85,13 @@ class Migration:
     @property
     def stem(self) -> str:
         return f"{self.version}_{self.name}"
+
+    @property
+    def order(self) -> tuple[bytes | int, ...]:
+        """Where this file runs in its folder (see the module's docstring)."""
+        if self.layout == "supabase":
+            return (self.version.encode("utf-8"), os.path.basename(self.up).encode("utf-8"))
+        return (self.number,)
 
     def as_dict(self) -> dict[str, object]:
         return {"version": self.version, "name": self.name, "path": self.up, "down": self.down,
@@ -97,8 +110,9 @@ def checksum(text: str) -> str:
     return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()
 
 
-def version_key(version: str) -> int:
-    return int(version)
+def version_key(version: str, layout: str = "supabase") -> bytes | int:
+    """How two versions compare in `layout`: as text byte by byte (the Supabase CLI), or as numbers."""
+    return str(version).encode("utf-8") if layout == "supabase" else int(version)
 
 
 def parse_filename(path: str) -> tuple[str, str]:
@@ -245,7 +259,7 @@ def _near_miss(directory: str, name: str, expected: str) -> MigrationFileError:
 
 def discover(migrations_dir: str, rollbacks_dir: str | None = None, verification_dir: str | None = None,
              layout: str = "supabase") -> list[Migration]:
-    """Every migration of the folder in version order, each with its conventional companions."""
+    """Every migration of the folder in the order it runs, each with its conventional companions."""
     if layout not in LAYOUTS:
         raise MigrationFileError(f"unknown migration layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     specs = verification_dir or migrations_dir
@@ -279,14 +293,15 @@ def discover(migrations_dir: str, rollbacks_dir: str | None = None, verification
         _claim(found, version, path)
         found[int(version)] = Migration(version=version, name=name, up=path, down=down,
                                         spec=os.path.join(specs, f"{version}_{name}.yml"),
-                                        rollback_spec=os.path.join(specs, f"{version}_{name}_rollback.yml"))
+                                        rollback_spec=os.path.join(specs, f"{version}_{name}_rollback.yml"),
+                                        layout=layout)
     for number, path in downs.items():
         if number not in found:
             raise MigrationFileError(f"{path}: a down file without its up file ({os.path.basename(path)})")
         if os.path.abspath(found[number].down) != os.path.abspath(path):
             raise MigrationFileError(f"{path}: its name differs from its up file {found[number].up}; "
                                      "give both the same NNN_name")
-    return [found[n] for n in sorted(found)]
+    return sorted(found.values(), key=lambda m: m.order)
 
 
 def _claim(seen: dict[int, object], version: str, path: str) -> None:
@@ -300,5 +315,5 @@ def _claim(seen: dict[int, object], version: str, path: str) -> None:
 
 
 def find_migrations(directory: str, layout: str = "supabase") -> list[str]:
-    """Forward migration files in version order; a near-miss name is an error."""
+    """Forward migration files in the order they run; a near-miss name is an error."""
     return [m.up for m in discover(directory, layout=layout)]

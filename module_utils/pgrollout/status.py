@@ -21,7 +21,11 @@ def target_status(facts: dict[str, Any], host: str, evidence_dir: str | None) ->
     migrations = facts.get("migrations") or {}
     applied = migrations.get("applied_details") or []
     records = evidence.find(evidence_dir, host=host) if evidence_dir else []
-    last = next((r for r in records if not r.get("dry_run")), None)
+    # the last run of this database: a record of another database under the same inventory host name
+    # (a target repointed, two databases of one server) is not this one's
+    database = facts.get("database")
+    last = next((r for r in records if not r.get("dry_run")
+                 and (r.get("target") or {}).get("database") in (None, database)), None)
     return {
         "host": host,
         "database": facts.get("database"),

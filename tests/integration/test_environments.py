@@ -217,7 +217,7 @@ def test_the_webhook_hears_of_success_and_failure_and_its_url_stays_secret(playb
 
 def test_the_prod_inventory_reads_its_password_from_the_example_vault():
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", "inventories/prod",
-                           "--vault-password-file", "inventories/prod/vault-password.example", "--host", "prod-main"],
+                           "--vault-password-file", "examples/vault-password.example", "--host", "prod-main"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     host = json.loads(proc.stdout)

@@ -133,7 +133,7 @@ def test_rollback_to_a_version_rolls_back_everything_newer_newest_first(playbook
     extra_migration(playbook, tmp_path)
     rolled_out(playbook)
     refused = playbook.run("rollback.yml", "-e", "pgrollout_rollback_version=003")
-    assert refused.returncode != 0 and "migration 003 is not the newest applied: [4]" in refused.stdout
+    assert refused.returncode != 0 and "migration 003 is not the newest applied: ['004']" in refused.stdout
     assert query(db, "SELECT to_regclass('public.bots')::text") == [("bots",)]
     proc = playbook.run("rollback.yml", "-e", "pgrollout_rollback_to=002")
     assert proc.returncode == 0, proc.stdout[-3000:]

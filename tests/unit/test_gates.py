@@ -66,13 +66,29 @@ def test_promotion_needs_a_rollout_and_a_rehearsal_of_the_same_file_in_each_envi
     record(tmp_path / "staging", "4", "rollout", "a" * 64, changed=False)  # already applied: proves nothing
     missing = gates.promotion_missing(str(tmp_path), ["dev", "staging"], [migration])
     assert missing == [
-        f"003_bots (aaaaaaaaaaaa) was not rehearsed in dev (no succeeded rehearsal record in {tmp_path}/dev)",
+        f"003_bots (aaaaaaaaaaaa) was not rehearsed in dev (no succeeded rehearsal record in {tmp_path}/dev): "
+        "run `ansible-playbook rehearse.yml -i inventories/dev` from a clean checkout first",
         f"003_bots (aaaaaaaaaaaa) was not rolled out and verified in staging "
-        f"(no succeeded rollout record in {tmp_path}/staging)",
-        f"003_bots (aaaaaaaaaaaa) was not rehearsed in staging (no succeeded rehearsal record in {tmp_path}/staging)",
+        f"(no succeeded rollout record in {tmp_path}/staging): "
+        "run `ansible-playbook rollout.yml -i inventories/staging` from a clean checkout first",
+        f"003_bots (aaaaaaaaaaaa) was not rehearsed in staging (no succeeded rehearsal record in {tmp_path}/staging): "
+        "run `ansible-playbook rehearse.yml -i inventories/staging` from a clean checkout first",
     ]
     record(tmp_path / "dev", "5", "rehearsal", "a" * 64)
     assert gates.promotion_missing(str(tmp_path), ["dev"], [migration]) == []
+
+
+def test_evidence_from_a_dirty_work_tree_counts_for_promotion_only_when_allowed(tmp_path):
+    migration = {"version": "003", "name": "bots", "checksum": "a" * 64}
+    for name, kind in (("1", "rollout"), ("2", "rehearsal")):
+        record(tmp_path / "dev", name, kind, "a" * 64)
+        path = tmp_path / "dev" / f"{name}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "git_dirty": True}))
+    missing = gates.promotion_missing(str(tmp_path), ["dev"], [migration])
+    assert len(missing) == 2 and all("git_dirty" in m and "pgrollout_promotion_allow_dirty" in m for m in missing)
+    assert gates.promotion_missing(str(tmp_path), ["dev"], [migration], allow_dirty=True) == []
+    record(tmp_path / "dev", "3", "rollout", "a" * 64)  # a clean one (git_dirty absent or false) counts
+    assert [m for m in gates.promotion_missing(str(tmp_path), ["dev"], [migration]) if "rolled out" in m] == []
 
 
 def _write_record(folder, name: str, record: dict) -> None:

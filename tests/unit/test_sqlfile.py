@@ -63,14 +63,36 @@ def test_position_to_line_counts_from_the_statement_start():
     assert sqlfile.position_to_line(stmt, None) == 10
 
 
-def test_find_migrations_sorts_numerically_and_refuses_duplicate_versions(tmp_path):
+def test_the_supabase_layout_orders_versions_as_text_and_refuses_duplicate_versions(tmp_path):
+    # the Supabase CLI's order: versions as text, byte by byte
     for name in ("10_c.sql", "2_b.sql", "1_a.sql", "notes.txt"):
         (tmp_path / name).write_text("SELECT 1;")
     assert [p.rsplit("/", 1)[1] for p in sqlfile.find_migrations(str(tmp_path))] == [
-        "1_a.sql", "2_b.sql", "10_c.sql"]
+        "1_a.sql", "10_c.sql", "2_b.sql"]
     (tmp_path / "2_again.sql").write_text("SELECT 1;")
     with pytest.raises(sqlfile.MigrationFileError, match="share version 2"):
         sqlfile.find_migrations(str(tmp_path))
+
+
+def test_mixed_length_versions_run_as_the_supabase_cli_runs_them(tmp_path):
+    names = ["20240501093000_c.sql", "20240410_b.sql", "20240101120000_a.sql", "20240410120000_d.sql",
+             "20250101_e.sql"]
+    for name in names:
+        (tmp_path / name).write_text("SELECT 1;")
+    found = [p.rsplit("/", 1)[1] for p in sqlfile.find_migrations(str(tmp_path))]
+    assert found == sorted(names, key=lambda n: n.split("_")[0].encode())  # the CLI's: versions as text
+    assert found == ["20240101120000_a.sql", "20240410_b.sql", "20240410120000_d.sql", "20240501093000_c.sql",
+                     "20250101_e.sql"]
+    # versions compare as text: an 8-digit day sorts among the 14-digit timestamps of that day
+    assert sqlfile.version_key("20240410") < sqlfile.version_key("20240501093000")
+    assert sqlfile.version_key("20240410", "updown") > sqlfile.version_key("20240101", "updown")
+
+
+def test_the_updown_layout_orders_versions_as_numbers(tmp_path):
+    for name in ("10_c.up.sql", "2_b.up.sql", "1_a.up.sql"):
+        (tmp_path / name).write_text("SELECT 1;")
+    assert [p.rsplit("/", 1)[1] for p in sqlfile.find_migrations(str(tmp_path), "updown")] == [
+        "1_a.up.sql", "2_b.up.sql", "10_c.up.sql"]
 
 
 def test_empty_file_is_refused(tmp_path):
