@@ -260,3 +260,9 @@ def test_make_status_says_when_the_vault_cannot_be_decrypted():
     assert "prod: could not decrypt the vault" in proc.stdout, proc.stdout + proc.stderr
     assert "ANSIBLE_VAULT_PASSWORD_FILE" in proc.stdout and "staging: no target" in proc.stdout
     assert "prod: no target" not in proc.stdout
+
+
+def test_a_tls_failure_names_pgrollout_db_ssl_mode(db):
+    with pytest.raises(RuntimeError) as failed:
+        connection.connect({**db, "ssl_mode": "require"})  # the test server has no TLS
+    assert "SSL" in str(failed.value) and "pgrollout_db_ssl_mode" in str(failed.value)

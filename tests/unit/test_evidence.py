@@ -94,3 +94,35 @@ def test_step_timings_run_from_each_mark_to_the_next_and_the_last_to_the_finish(
     assert [(t["step"], t["seconds"]) for t in evidence.timings(marks, finished)] == [
         ("preflight", 1.25), ("backup", 3.25), ("migrate", 5.5)]
     assert evidence.timings({}, finished) == []
+
+
+def test_a_version_applied_and_rolled_back_in_one_run_is_listed_once_in_changed():
+    steps = {"migrate": {"results": [{"version": "003", "changed": True}, {"version": "004", "changed": True}]},
+             "rollback": {"results": [{"version": "004", "changed": True}, {"version": "003", "changed": True}]}}
+    assert evidence.changed_here(steps, "rollout") == ["003", "004"]
+
+
+def test_the_summary_line_counts_the_checks_of_dry_runs_and_rehearsals():
+    dry = {"outcome": "dry_run", "kind": "rollout", "environment": "dev", "host": "h", "run_id": "r",
+           "dry_run": True, "migrations": [{"checks_summary": ["PASS  a", "PASS  b"]}, {"checks_summary": ["PASS  c"]}],
+           "dry_run_after_commit": {"checks_summary": ["PASS  c", "FAIL  d | expected 1 | actual 2"]}}
+    assert "checks=4/5" in evidence.summary_line(dry, "x.json")
+    rehearsal = {"outcome": "succeeded", "kind": "rehearsal", "environment": "dev", "host": "h", "run_id": "r",
+                 "dry_run": False, "rehearsal": [{"step": "apply", "summary": ["PASS  a"]},
+                                                 {"step": "verify", "summary": ["PASS  a", "PASS  audit"]}]}
+    assert "checks=3/3" in evidence.summary_line(rehearsal, "x.json")
+
+
+def test_status_shows_the_last_run_of_that_database_not_of_another_one_under_the_same_host(tmp_path):
+    import json
+
+    from pgrollout import status
+
+    for name, database, finished in (("1", "app", "2026-12-01T10:00:00"), ("2", "other", "2026-12-01T11:00:00")):
+        (tmp_path / f"{name}.json").write_text(json.dumps({
+            "run_id": name, "host": "db-1", "kind": "rollout", "outcome": "succeeded", "finished_at": finished,
+            "target": {"database": database}}))
+    entry = status.target_status({"database": "app", "migrations": {}}, "db-1", str(tmp_path))
+    assert entry["last_run"]["run_id"] == "1"
+    assert status.target_status({"database": "other", "migrations": {}}, "db-1", str(tmp_path))["last_run"][
+        "run_id"] == "2"
