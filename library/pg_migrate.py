@@ -188,6 +188,13 @@ after_commit:
       C(checks_summary) hold those results.
   returned: success
   type: dict
+partial:
+  description:
+    - On failure, what the failed file left on the target (a non-transactional file's applied
+      statements, schema changes, INVALID indexes, how to resume), compared before and after;
+      null when the comparison shows nothing was left.
+  returned: failed
+  type: dict
 failed_file:
   description: On failure, the file that failed, with file, line, statement_number, sqlstate and error.
   returned: failed
@@ -293,6 +300,7 @@ def main() -> None:
     except MigrationError as exc:
         results = [modules.public(r) for r in exc.details.pop("results", [])]
         module.fail_json(msg=str(exc), results=results, failed_file=modules.public(exc.details),
+                         partial=exc.details.get("partial"),
                          attempts=exc.details.get("attempts", []), applied=modules.changed_versions(results),
                          changed=any(r.get("changed") and not r.get("dry_run") for r in results))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed

@@ -77,7 +77,8 @@ def _migrations(steps: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # Every run ends in one of these (README, "Outcomes"); a pipeline reads it from the summary line.
-OUTCOMES = ("succeeded", "no_change", "refused", "failed_rolled_back", "failed_not_rolled_back", "dry_run")
+OUTCOMES = ("succeeded", "no_change", "refused", "failed_rolled_back", "failed_not_rolled_back",
+            "failed_partially_applied", "dry_run")
 # A failure while one of these steps ran stopped the run before it changed anything (lease and gates
 # run inside the preflight step, the backup only reads the target).
 BEFORE_CHANGE = ("start", "preflight", "backup")
@@ -96,6 +97,11 @@ def changed_here(steps: dict[str, Any], kind: str) -> list[str]:
     return list(dict.fromkeys(changed))  # a version applied and rolled back in one run is listed once
 
 
+def partially_applied(steps: dict[str, Any]) -> dict[str, Any] | None:
+    """What a failed file left on the target (pg_migrate's `partial`), going forward or back."""
+    return (steps.get("migrate") or {}).get("partial") or (steps.get("rollback") or {}).get("partial")
+
+
 def last_step(marks: dict[str, str] | None) -> str:
     return max(marks.items(), key=lambda item: item[1])[0] if marks else "start"
 
@@ -108,6 +114,8 @@ def outcome(failure: dict[str, Any] | None, dry_run: bool, steps: dict[str, Any]
     changed = changed_here(steps, kind)
     if not failure:
         return "dry_run" if dry_run else ("succeeded" if changed or kind == "rehearsal" else "no_change")
+    if partially_applied(steps) and not dry_run and kind != "rehearsal":
+        return "failed_partially_applied"
     if dry_run or (not changed and last_step(marks) in BEFORE_CHANGE):
         return "refused"
     undone = kind == "rollout" and bool(steps.get("rollback_path"))
@@ -157,6 +165,7 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
         "restore": _pick(steps.get("restore"), RESTORE_FIELDS),
         "lease": _pick(steps.get("lease"), LEASE_FIELDS),
         "migrations": _migrations(steps),
+        "partially_applied": partially_applied(steps),
         # a dry run's stand-in for the verify step: the checks the run verifies after its commit
         "dry_run_after_commit": _pick((steps.get("migrate") or {}).get("after_commit"),
                                       ("specs", "lasting_specs", "checks_summary")) if dry_run else None,
@@ -252,6 +261,8 @@ def markdown(record: dict[str, Any]) -> str:
                                     for t in record["timings"]], ""]
     if record.get("overrides"):
         lines += ["## Overrides", "", *[f"- {o['gate']}: {o['reason']}" for o in record["overrides"]], ""]
+    if record.get("partially_applied"):
+        lines += ["## Partially applied", "", f"- {record['partially_applied'].get('msg')}", ""]
     if record.get("failure"):
         lines += ["## Failure", "", f"- task: {record['failure'].get('task')}",
                   f"- message: {record['failure'].get('msg')}", ""]
@@ -371,6 +382,11 @@ def junit(record: dict[str, Any]) -> str:
             elif r.get("status") == "error":
                 ET.SubElement(case, "error", message=str(r.get("error"))[:500])
             cases.append(case)
+    if record.get("partially_applied"):
+        left = record["partially_applied"]
+        case = ET.Element("testcase", classname="run", name=f"{os.path.basename(str(left.get('file')))} left nothing")
+        ET.SubElement(case, "failure", message=str(left.get("msg"))[:500])
+        cases.append(case)
     if record.get("failure"):
         case = ET.Element("testcase", classname="run", name=f"{record['kind']} finished")
         ET.SubElement(case, "failure", message=f"{record['failure'].get('task')}: {record['failure'].get('msg')}"[:500])

@@ -273,6 +273,10 @@ def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[s
                   applied_version=entry.version if entry else None)
     result = {**item.base(opts), "changed": True, "statements": len(mf.statements), "duration_ms": duration_ms,
               "locks": _file_locks(held_locks(cur, names_before, held_before), resolved), "_locked_at": locked_at}
+    acknowledged = [f"statement {s.number} ({s.control}, line {s.line}) let through: {s.control_ack}"
+                    for s in mf.transaction_control()]
+    if acknowledged:
+        result["notes"] = acknowledged
     if item.checks:
         _verify_in_transaction(conn, item, result)
     verb = "applied" if item.direction == "up" else "rolled back"
@@ -436,10 +440,14 @@ def _add_diff(cur: Cursor, item: Item, result: dict[str, Any], before: dict[str,
 
 
 def _refuse_non_transactional_statements(items: list[Item]) -> None:
-    from .sqlfile import NO_TRANSACTION_MARKER
+    from .sqlfile import NO_TRANSACTION_MARKER, MigrationFileError, refuse_transaction_control
 
     for item in items:
         mf = item.file
+        try:
+            refuse_transaction_control(mf)
+        except MigrationFileError as exc:
+            raise MigrationError(str(exc), {"file": mf.path}) from exc
         nontx = mf.non_transactional() if mf.transactional else []
         if nontx:
             first = nontx[0]
@@ -500,11 +508,51 @@ def _apply_each(conn: Connection, items: list[Item], opts: Options, results: lis
     from .steps import apply_steps
 
     for item in items:
+        # a file whose failure can leave part of it behind: compared before and after, never assumed
+        watched = not item.file.transactional or bool(item.file.transaction_control())
+        before = _snapshot(conn) if watched else None
         try:
             results.append(apply_one(conn, item, opts) if item.file.transactional else apply_steps(conn, item, opts))
         except MigrationError as exc:
+            if watched:
+                left = left_behind(conn, item, before, exc)
+                if left:
+                    exc.details["partial"] = left
+                    exc.args = (f"{exc} {left['msg']}",)
             results.append(failed_result(item, opts, exc))
             raise
+
+
+def left_behind(conn: Connection, item: Item, before: dict[str, Any] | None,
+                exc: MigrationError) -> dict[str, Any] | None:
+    """What a failed file left on the target: its recorded steps, its schema changes, INVALID indexes; None when
+    the comparison shows nothing. A comparison that cannot be made is reported as such, never as nothing."""
+    mf = item.file
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            done = ledger.steps_done(cur, mf.version, item.direction) if not mf.transactional else {}
+            changes = schema.diff(before, schema.snapshot(cur)) if before is not None else {}
+    except Exception as error:  # noqa: BLE001 - a lost connection: say that nothing could be checked
+        return {"file": mf.path, "version": mf.version, "checked": False,
+                "msg": f"What {mf.path} left on the target could not be checked ({type(error).__name__}: "
+                       f"{str(error).strip()}): treat it as partially applied and look before running again."}
+    changed = [f"{kind} {name}" for kind, groups in changes.items() for group in groups.values() for name in group]
+    invalid = exc.details.get("invalid_indexes") or []
+    if not done and not changed and not invalid:
+        return None
+    applied = sorted(done)
+    resume = ("run the same command again once the cause is fixed: it resumes after the last statement that "
+              "succeeded" if not mf.transactional else
+              "its statements before the transaction control it let through were committed: undo them by hand or "
+              "with its rollback file before running again")
+    return {"file": mf.path, "version": mf.version, "checked": True, "statements_applied": applied,
+            "statements": len(mf.statements), "schema_changes": changed, "invalid_indexes": invalid,
+            "resume": resume,
+            "msg": f"{mf.path} is PARTIALLY APPLIED: "
+                   + (f"statement(s) {', '.join(map(str, applied))} of {len(mf.statements)} applied; " if applied
+                      else "")
+                   + (f"left on the target: {', '.join(changed)}; " if changed else "")
+                   + (f"INVALID index(es) {', '.join(invalid)}; " if invalid else "") + resume + "."}
 
 
 def _snapshot(conn: Connection) -> dict[str, Any]:

@@ -67,6 +67,7 @@ def build(layout: Layout, files: list[str], direction: str = "up", require_spec:
             raise PlanError(f"{path} is not a migration of {layout.migrations_dir} ({layout.layout} layout)")
         try:
             forward = sqlfile.load(migration.up, migration.version, migration.name)
+            sqlfile.refuse_transaction_control(forward)
             if direction == "up" and require_rollback and not os.path.exists(migration.down):
                 raise PlanError(f"{migration.stem} has no rollback file {migration.down}: this environment requires "
                                 "one (pgrollout_require_rollback). Write it (make new-migration creates both files; "
@@ -80,6 +81,7 @@ def build(layout: Layout, files: list[str], direction: str = "up", require_spec:
                 raise PlanError(f"{migration.stem} has no rollback file {migration.down}: nothing was rolled "
                                 "back. Write it, or restore from a backup (README, Rollback).")
             down = sqlfile.load(migration.down, migration.version, migration.name)
+            sqlfile.refuse_transaction_control(down)
         except MigrationFileError as exc:
             raise PlanError(str(exc)) from exc
         items.append(Item(file=down, direction="down", forward_checksum=forward.checksum,

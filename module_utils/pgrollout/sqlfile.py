@@ -48,6 +48,8 @@ class Statement:
     line: int  # 1-based line where the statement starts
     text: str
     kind: str  # parser node name, e.g. CreateStmt; '!' first when it cannot run in a transaction
+    control: str = ""  # transaction or session control it does (COMMIT, SET ROLE at session level, ...)
+    control_ack: str = ""  # the reason given inline with -- pgrollout: allow-transaction-control REASON
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,10 @@ class MigrationFile:
 
     def non_transactional(self) -> list[Statement]:
         return [s for s in self.statements if s.kind.startswith("!")]
+
+    def transaction_control(self) -> list[Statement]:
+        """Statements that would end, nest or outlive the transaction pgrollout runs the file in."""
+        return [s for s in self.statements if s.control] if self.transactional else []
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,32 @@ def _kind(node: object) -> str:
     return name
 
 
+TRANSACTION_KINDS = {0: "BEGIN", 1: "START TRANSACTION", 2: "COMMIT", 3: "ROLLBACK", 4: "SAVEPOINT",
+                     5: "RELEASE SAVEPOINT", 6: "ROLLBACK TO SAVEPOINT", 7: "PREPARE TRANSACTION",
+                     8: "COMMIT PREPARED", 9: "ROLLBACK PREPARED"}
+# Settings a session-level SET (not SET LOCAL) would carry past the file's commit into the next file.
+SESSION_SETTINGS = ("lock_timeout", "statement_timeout", "idle_in_transaction_session_timeout",
+                    "session_replication_role", "role", "session_authorization")
+ALLOW_CONTROL_RE = re.compile(r"^\s*--\s*pgrollout:\s*allow-transaction-control\s+(\S.*)$", re.MULTILINE)
+
+
+def _control(node: object) -> str:
+    """What transaction or session control a statement does, or ''."""
+    name = type(node).__name__
+    if name == "TransactionStmt":
+        return TRANSACTION_KINDS.get(int(getattr(node, "kind", -1)), "transaction control")
+    if name != "VariableSetStmt":
+        return ""
+    setting, kind = (getattr(node, "name", None) or ""), int(getattr(node, "kind", -1))
+    if setting in ("TRANSACTION", "SESSION CHARACTERISTICS"):
+        return f"SET {setting}"
+    if kind == 5:  # VAR_RESET_ALL
+        return "RESET ALL"
+    if setting in SESSION_SETTINGS and not getattr(node, "is_local", False):
+        return f"{'RESET' if kind == 4 else 'SET'} {setting} at session level"
+    return ""
+
+
 def _parse(text: str, path: str) -> list[object]:
     import pglast
 
@@ -163,10 +195,15 @@ def split_statements(text: str, path: str = "<sql>", raws: list[object] | None =
 
     raws = _parse(text, path) if raws is None else raws
     slices = list(parser.split(text, with_parser=True, only_slices=True))
-    return [
-        Statement(number=i, line=text.count("\n", 0, sl.start) + 1, text=text[sl], kind=_kind(raw.stmt))
-        for i, (sl, raw) in enumerate(zip(slices, raws, strict=True), start=1)
-    ]
+    regions = _bounds(text, raws)  # each statement with the comments before it
+    statements = []
+    for i, (sl, raw, (start, end)) in enumerate(zip(slices, raws, regions, strict=True), start=1):
+        control = _control(raw.stmt)
+        ack = ALLOW_CONTROL_RE.search(text[start:end]) if control else None
+        statements.append(Statement(number=i, line=text.count("\n", 0, sl.start) + 1, text=text[sl],
+                                    kind=_kind(raw.stmt), control=control,
+                                    control_ack=ack.group(1).strip() if ack else ""))
+    return statements
 
 
 def ledger_statements(text: str, raws: list[object] | None = None, path: str = "<sql>") -> list[str]:
@@ -235,6 +272,22 @@ def load(path: str, version: str | None = None, name: str | None = None) -> Migr
     return MigrationFile(path=path, version=version, name=name, text=text, checksum=found.checksum,
                          statements=split_statements(text, path, raws), transactional=found.transactional,
                          ledger_statements=ledger_statements(text, raws, path))
+
+
+def refuse_transaction_control(mf: MigrationFile) -> list[str]:
+    """MigrationFileError for the first transaction or session control statement of a transactional file that
+    carries no inline acknowledgement; the acknowledged ones, as notes for the record."""
+    for stmt in mf.transaction_control():
+        if not stmt.control_ack:
+            raise MigrationFileError(
+                f"{mf.path}:{stmt.line}: statement {stmt.number} is {stmt.control}: pgrollout runs this file in a "
+                "transaction of its own (with its lock_timeout and statement_timeout), so this would commit, "
+                "nest or end that transaction, or carry a setting into the next file, and a later failure could "
+                "no longer roll the whole file back. Remove it; or make the file non-transactional (first line "
+                f"'{NO_TRANSACTION_MARKER}'); or let it through on purpose with '-- pgrollout: "
+                "allow-transaction-control <reason>' on the line before it (recorded)")
+    return [f"statement {s.number} ({s.control}, line {s.line}) let through: {s.control_ack}"
+            for s in mf.transaction_control()]
 
 
 def position_to_line(statement: Statement, position: int | None) -> int:

@@ -1,0 +1,96 @@
+"""Faults, round three (issue 19): a failure that leaves part of a file behind says so, and transaction
+control inside a transactional migration is refused before it can commit half a file."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from conftest import REPO, execute, query, set_playbook
+from migsets import MigrationSet
+
+WRAPPER = REPO / "scripts" / "pgrollout-run"
+
+
+def wrapped(book, *args: str) -> tuple[int, str, dict, subprocess.CompletedProcess]:
+    proc = subprocess.run([sys.executable, str(WRAPPER), "rollout.yml", "-i", str(book.inventory), *args],
+                          cwd=REPO, env=book.environment(), capture_output=True, text=True, timeout=600)
+    newest = max(book.evidence_dir.glob("*.outcome"), key=lambda p: p.stat().st_mtime_ns)
+    line = newest.read_text().strip()
+    return proc.returncode, line, json.loads(Path(line.rsplit("evidence=", 1)[1]).read_text()), proc
+
+
+def test_a_begin_commit_inside_a_migration_is_refused_before_anything_changes(empty_db, tmp_path):
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "first", "CREATE TABLE one (id int);\n", "DROP TABLE one;\n")
+    mset.add("002", "nested",
+             'BEGIN;\nCREATE TABLE "Half A" (id int);\nCOMMIT;\nCREATE TABLE half_b (id nosuchtype);\n',
+             'DROP TABLE "Half A";\n')
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    for args in (("--check",), ()):
+        proc = book.run("rollout.yml", *args)
+        assert proc.returncode != 0
+        said = " ".join(proc.stdout.split())
+        assert "002_nested.sql:1: statement 1 is BEGIN" in said and "allow-transaction-control" in said, said[-3000:]
+        assert "Nothing was changed" in said
+        assert book.evidence()[-1]["outcome"] == "refused"
+    assert query(empty_db, "SELECT to_regclass('one'), to_regclass('\"Half A\"')") == [(None, None)]
+
+
+def test_a_statement_that_carries_its_own_session_setting_is_refused_and_set_local_is_not(empty_db, tmp_path):
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "settings", "SET LOCAL lock_timeout = '1s';\nSET lock_timeout = 0;\nCREATE TABLE s (id int);\n",
+             "DROP TABLE s;\n")
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    proc = book.run("rollout.yml", "--check")
+    assert proc.returncode != 0
+    assert "001_settings.sql:2: statement 2 is SET lock_timeout at session level" in " ".join(proc.stdout.split())
+
+
+def test_an_acknowledged_commit_that_a_later_error_follows_is_reported_partially_applied(empty_db, tmp_path):
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "vendor", 'CREATE TABLE "Kept Table" (id int);\n'
+             "-- pgrollout: allow-transaction-control the vendor's script commits on its own\n"
+             'COMMIT;\nCREATE TABLE lost (id nosuchtype);\n',
+             'DROP TABLE "Kept Table";\n')
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    code, line, record, proc = wrapped(book)
+    assert (code, record["outcome"]) == (13, "failed_partially_applied"), proc.stdout[-3000:]
+    said = " ".join(proc.stdout.split())
+    assert "Nothing was changed" not in said and "PARTIALLY APPLIED" in said
+    assert 'table public."Kept Table"' in record["partially_applied"]["msg"] or \
+        "Kept Table" in record["partially_applied"]["msg"]
+    assert query(empty_db, "SELECT to_regclass('\"Kept Table\"')::text") == [('"Kept Table"',)]  # the claim holds
+
+
+def test_a_non_transactional_file_failing_at_statement_3_is_partially_applied_and_resumes(empty_db, tmp_path):
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "base", "CREATE TABLE items (id int PRIMARY KEY, code text);\n", "DROP TABLE items;\n")
+    mset.add("002", "online", "-- pgrollout: no-transaction\n"
+                    "CREATE TABLE \"Side Table\" (id int);\n"
+                    "INSERT INTO items VALUES (1, 'a'), (2, 'a');\n"
+                    "CREATE UNIQUE INDEX CONCURRENTLY items_code ON items (code);\n",
+                    "-- pgrollout: no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS items_code;\n"
+                    "DELETE FROM items;\nDROP TABLE \"Side Table\";\n")
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    code, line, record, proc = wrapped(book)
+    assert (code, line.split()[0], record["outcome"]) == (13, "failed_partially_applied", "failed_partially_applied")
+    left = record["partially_applied"]
+    assert left["statements_applied"] == [1, 2] and left["statements"] == 3
+    said = " ".join(proc.stdout.split())
+    assert "Nothing was changed" not in said and "PARTIALLY APPLIED" in said and "resumes" in said
+    junit = ET.parse(next(book.evidence_dir.glob(f"{record['run_id']}.junit.xml")))
+    assert any(case.get("name") == "002_online.sql left nothing" and case.find("failure") is not None
+               for case in junit.getroot().iter("testcase"))
+    assert "Applied before it and kept, not rolled back under it: 001" in said
+    # what it claims is what the database holds: 001 kept, the side table and the rows of statements 1-2
+    assert query(empty_db, "SELECT count(*) FROM items") == [(2,)]
+    assert query(empty_db, "SELECT to_regclass('\"Side Table\"') IS NOT NULL") == [(True,)]
+    assert query(empty_db, "SELECT version FROM supabase_migrations.schema_migrations") == [("001",)]
+    # the cause fixed in the data: the next run resumes at statement 3
+    execute(empty_db, "UPDATE items SET code = 'b' WHERE id = 2")
+    code, line, record, proc = wrapped(book)
+    assert (code, record["outcome"]) == (0, "succeeded"), proc.stdout[-3000:]
+    assert query(empty_db, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_code'::regclass") == [(True,)]
