@@ -188,6 +188,11 @@ after_commit:
       C(checks_summary) hold those results.
   returned: success
   type: dict
+xids:
+  description: The transaction ids of the files this run committed (an automatic restore discards only their rows).
+  returned: always
+  type: list
+  elements: str
 partial:
   description:
     - On failure, what the failed file left on the target (a non-transactional file's applied
@@ -300,14 +305,14 @@ def main() -> None:
     except MigrationError as exc:
         results = [modules.public(r) for r in exc.details.pop("results", [])]
         module.fail_json(msg=str(exc), results=results, failed_file=modules.public(exc.details),
-                         partial=exc.details.get("partial"),
+                         partial=exc.details.get("partial"), xids=[r["xid"] for r in results if r.get("xid")],
                          attempts=exc.details.get("attempts", []), applied=modules.changed_versions(results),
                          changed=any(r.get("changed") and not r.get("dry_run") for r in results))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
         module.fail_json(msg=modules.describe(exc, "applying the migrations"), results=[], applied=[])
     results = [modules.public(r) for r in summary["results"]]
     result = {"changed": summary["changed"], "results": results, "applied": modules.changed_versions(results),
-              "after_commit": summary["after_commit"],
+              "after_commit": summary["after_commit"], "xids": [r["xid"] for r in results if r.get("xid")],
               "msg": "; ".join(r["msg"] for r in results) or "no file to run"}
     if summary.get("schema_changes") is not None:
         result["schema_changes"] = summary["schema_changes"]

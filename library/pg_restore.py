@@ -72,6 +72,19 @@ options:
     description: O(mode=target) - restore even though rows were written since the backup (they are lost).
     type: bool
     default: false
+  own_xids:
+    description:
+      - Transaction ids of this run's own migrations (pg_migrate's per-file C(xid)); rows they wrote
+        are not counted as other sessions' writes in C(discard_report.others_wrote_since).
+    type: list
+    elements: str
+    default: []
+  refuse_others_writes:
+    description:
+      - O(mode=target) - refuse when any session other than O(own_xids) wrote rows since the backup,
+        whatever O(discard_writes) says (an automatic restore).
+    type: bool
+    default: false
   run_id:
     description: This run's identifier; with O(require_lease) a target restore runs only under its lease.
     type: str
@@ -162,6 +175,10 @@ def decided(module: AnsibleModule, p: dict, sha256: str, report: dict) -> None:
         module.fail_json(msg=f"restoring {p['archive']} into {p['login_db']} discards data: "
                              f"{describe_report(report)}. It needs the operator's decision: confirm with the first "
                              f"12 hex digits of its sha256 ({sha256[:12]}).", **common)
+    if p["refuse_others_writes"] and report["others_wrote_since"] is not False:
+        module.fail_json(msg=f"other sessions wrote to {p['login_db']} since the backup {p['archive']} (or it cannot "
+                             f"be told: {report['others_wrote_since'] is None}); an automatic restore never discards "
+                             f"them: {describe_report(report)}. Nothing was restored.", **common)
     if report["writes_since_backup"] and not p["discard_writes"]:
         module.fail_json(msg=f"rows were written since the backup of {p['archive']} and the restore would discard "
                              f"them: {describe_report(report)}. To restore anyway, also set discard_writes "
@@ -181,6 +198,8 @@ def main() -> None:
         pg_bindir={"type": "path"},
         confirm={"type": "str"},
         discard_writes={"type": "bool", "default": False},
+        own_xids={"type": "list", "elements": "str", "default": []},
+        refuse_others_writes={"type": "bool", "default": False},
         run_id={"type": "str"},
         require_lease={"type": "bool", "default": False},
     )
@@ -194,7 +213,7 @@ def main() -> None:
         sha256 = manifest["sha256"]
         if into_target:
             what = plan(p, archive, p["schemas"], p["tables"], p["pg_bindir"], into_target=True)
-            report = discard_report(p, manifest, what["drop_first"])
+            report = discard_report(p, manifest, what["drop_first"], p["own_xids"])
             if module.check_mode:
                 module.exit_json(changed=True, sha256=sha256, discard_report=report, **modules.public(what),
                                  msg=f"checksum verified; would restore {len(what['tables'])} table(s) and first "
@@ -205,7 +224,7 @@ def main() -> None:
                 with connect(p) as conn, conn.transaction(), conn.cursor() as cur:
                     check(cur, p["run_id"])
             what = restore_target(p, archive, schemas=p["schemas"], tables=p["tables"],
-                                  lock_timeout=p["lock_timeout"], bindir=p["pg_bindir"])
+                                  lock_timeout=p["lock_timeout"], bindir=p["pg_bindir"], run_id=p["run_id"])
             what.pop("manifest")
             module.exit_json(changed=True, sha256=sha256, discard_report=report, **what,
                              msg=f"restored {archive} into {p['login_db']} in one transaction; discarded: "

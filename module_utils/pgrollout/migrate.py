@@ -271,8 +271,14 @@ def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[s
                   checksum=item.forward_checksum or mf.checksum, direction=item.direction,
                   duration_ms=duration_ms, run_id=opts.run_id,
                   applied_version=entry.version if entry else None)
+    xid = None
+    if not opts.check_mode:  # this file's transaction: its rows are this run's, not another session's
+        cur.execute("SELECT txid_current()::text")
+        xid = cur.fetchone()[0]
     result = {**item.base(opts), "changed": True, "statements": len(mf.statements), "duration_ms": duration_ms,
               "locks": _file_locks(held_locks(cur, names_before, held_before), resolved), "_locked_at": locked_at}
+    if xid is not None:
+        result["xid"] = xid
     acknowledged = [f"statement {s.number} ({s.control}, line {s.line}) let through: {s.control_ack}"
                     for s in mf.transaction_control()]
     if acknowledged:

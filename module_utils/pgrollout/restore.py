@@ -35,6 +35,39 @@ _TOC_RE = re.compile(r"^\d+; \d+ \d+ (MATERIALIZED VIEW|FOREIGN TABLE|TABLE(?! D
 _SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema', 'pg_toast')"
 # pgrollout's own bookkeeping and the Supabase ledger: a restore resets them with the rest
 TOOL_SCHEMAS = ("pgrollout", "supabase_migrations")
+# pgrollout's records of what happened to the target (not its state): a restore keeps them as they are,
+# so the restoring run's lease stays held and the history keeps every apply since the backup, and the restore
+KEPT_RECORDS = ("lease", "lease_events", "history", "lease_events_id_seq", "history_id_seq")
+_TOC_HEAD_RE = re.compile(r"^\d+; \d+ \d+ ")
+
+
+def toc_fields(line: str) -> tuple[str, str, str] | None:
+    """(kind, schema, first word of the name) of a pg_restore --list entry; the kind is its upper-case words."""
+    head = _TOC_HEAD_RE.match(line)
+    if not head:
+        return None
+    words = line[head.end():].split(" ")
+    count = next((i for i, w in enumerate(words) if not re.fullmatch(r"[A-Z]+", w)), len(words))
+    if count == 0 or len(words) < count + 2:
+        return None
+    return " ".join(words[:count]), words[count], words[count + 1]
+
+
+def kept_record(kind: str, schema: str, name: str) -> bool:
+    """An object of pgrollout's records (or the schema that holds them), which a restore leaves alone."""
+    bare = name.split(" ", 1)[0]
+    return (schema == "pgrollout" and bare in KEPT_RECORDS) or (kind == "SCHEMA" and name == "pgrollout")
+
+
+def without_kept_records(entries: list[str]) -> list[str]:
+    """The archive's TOC entries but those of pgrollout's records (for pg_restore --use-list)."""
+    kept = []
+    for line in entries:
+        fields = toc_fields(line)
+        if fields and kept_record(*fields):
+            continue
+        kept.append(line)
+    return kept
 
 # Objects in the database now, keyed like the archive's TOC: (kind, schema, name) (a function's name
 # with its argument types, as pg_restore --list prints them), with its oid and, for a function, its
@@ -146,7 +179,8 @@ def created_since(params: dict[str, Any], entries: list[str], schemas: list[str]
         current = [Found(r[0], r[1], r[2], r[3], tuple(r[4]) if r[4] is not None else None,
                          tuple(r[5]) if r[5] is not None else None, r[6]) for r in conn.execute(_CURRENT_SQL)]
     held = archive_objects(entries)
-    new = sorted((o for o in current if o.key not in held and _in_scope(o.key, schemas)), key=lambda o: o.key)
+    new = sorted((o for o in current if o.key not in held and _in_scope(o.key, schemas)
+                  and not kept_record(o.kind, o.schema, o.name)), key=lambda o: o.key)
     new_schemas = {o.name for o in new if o.kind == "SCHEMA"}
     # what lies inside a new schema goes with it
     return [o for o in new if o.kind == "SCHEMA" or o.schema not in new_schemas]
@@ -234,23 +268,51 @@ def _preamble(params: dict[str, Any], what: dict[str, Any], schemas: list[str], 
 
 def restore_target(params: dict[str, Any], archive: str, *, schemas: list[str] | None = None,
                    tables: list[str] | None = None, lock_timeout: str = "30s",
-                   bindir: str | None = None) -> dict[str, Any]:
+                   bindir: str | None = None, run_id: str | None = None) -> dict[str, Any]:
     """Make the target what the archive holds, in one transaction that we open and commit.
 
     With `tables`, only their rows: emptied, then reloaded from the archive (schema kept).
+    pgrollout's records (lease, lease events, history) are left as they are and the restore is
+    appended to the history in the same transaction.
     """
+    import tempfile
+
     schemas, tables = schemas or [], tables or []
     manifest = verify_archive(archive, params, bindir)
     what = plan(params, archive, schemas, tables, bindir)
     preamble = _preamble(params, what, schemas, tables, lock_timeout)
     mode = ["--data-only"] if tables else ["--clean", "--if-exists"]
-    restore_cmd = [tool_path("pg_restore", bindir), *mode, "--file", "-", *_selectors(schemas, tables), archive]
     psql = [tool_path("psql", bindir), "--no-psqlrc", "--quiet", "--no-password", "--set", "ON_ERROR_STOP=1",
             "--file", "-"]
-    with client_environment(params) as env:
-        _pipe(restore_cmd, psql, env, f"restore of {archive} into {params['login_db']}", _setting(lock_timeout),
-              preamble)
+    entries = toc(archive, bindir)
+    if not tables and ("SCHEMA", "-", "pgrollout") in {toc_fields(e) for e in entries}:
+        preamble = "CREATE SCHEMA IF NOT EXISTS pgrollout;\n" + preamble  # it holds the records kept
+    with tempfile.NamedTemporaryFile("w", prefix="pgrollout-toc-", suffix=".list") as listing:
+        listing.write("\n".join(without_kept_records(entries)) + "\n")
+        listing.flush()
+        restore_cmd = [tool_path("pg_restore", bindir), *mode, "--use-list", listing.name, "--file", "-",
+                       *_selectors(schemas, tables), archive]
+        with client_environment(params) as env:
+            _pipe(restore_cmd, psql, env, f"restore of {archive} into {params['login_db']}", _setting(lock_timeout),
+                  preamble, _history_entry(params, archive, manifest, run_id))
     return {"manifest": manifest, **public(what)}
+
+
+def _history_entry(params: dict[str, Any], archive: str, manifest: dict[str, Any], run_id: str | None) -> str:
+    """SQL that appends the restore to pgrollout.history (where it exists), inside the restore's transaction."""
+    from psycopg import sql
+
+    applied = manifest.get("applied_migrations") or []
+    note = (f"restored {archive} (backup taken {manifest.get('finished_at')}; "
+            f"at {applied[-1] if applied else 'no migration'})")
+    insert = sql.SQL("INSERT INTO pgrollout.history (version, name, direction, checksum, duration_ms, run_id, note) "
+                     "VALUES ({}, 'restore', 'restore', {}, 0, {}, {})").format(
+        sql.Literal(applied[-1] if applied else "-"), sql.Literal(manifest.get("sha256") or ""),
+        sql.Literal(run_id), sql.Literal(note))
+    with connect(params, autocommit=True) as conn:
+        statement = insert.as_string(conn)
+    return ("DO $pgrollout$ BEGIN IF to_regclass('pgrollout.history') IS NOT NULL THEN "
+            f"{statement.replace('$pgrollout$', '')}; END IF; END $pgrollout$;\n")
 
 
 def _setting(value: str) -> str:
@@ -260,7 +322,7 @@ def _setting(value: str) -> str:
 
 
 def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: str, lock_timeout: str,
-          preamble: str) -> None:
+          preamble: str, epilogue: str = "") -> None:
     """BEGIN; preamble; producer's script; and COMMIT only once the producer exited 0.
 
     psql --single-transaction would commit whatever arrived when its input
@@ -285,7 +347,7 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
             shutil.copyfileobj(first.stdout, second.stdin, 1 << 20)
             first.wait()
             if first.returncode == 0:
-                second.stdin.write(b"\nCOMMIT;\n")
+                second.stdin.write(b"\n" + epilogue.encode() + b"COMMIT;\n")
                 committed = True
         except BrokenPipeError:  # psql stopped at the first error
             first.kill()
@@ -303,7 +365,8 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
                           f" and was rolled back, the target is unchanged: {message or 'no message'}")
 
 
-def _rows_now_and_written(cur: Any, tables: list[tuple[str, str]], since_xid: str | None) -> dict[str, tuple]:
+def _rows_now_and_written(cur: Any, tables: list[tuple[str, str]], since_xid: str | None,
+                          own_xids: list[str] = ()) -> dict[str, tuple]:
     """Per table: rows now, and committed row versions written (inserted or updated) since `since_xid`.
 
     A row version whose xmin is at or after the backup snapshot's xmin did not exist in the backup
@@ -313,17 +376,26 @@ def _rows_now_and_written(cur: Any, tables: list[tuple[str, str]], since_xid: st
     from psycopg import sql
 
     result = {}
+    ours = sql.Literal([str(int(x) % 2**32) for x in own_xids])
     for schema, table in tables:
-        written = (sql.SQL("count(*) FILTER (WHERE age(xmin) <= age({}::text::xid))").format(
-            sql.Literal(str(int(since_xid) % 2**32))) if since_xid else sql.SQL("NULL"))
-        cur.execute(sql.SQL("SELECT count(*), {} FROM {}.{}").format(written, sql.Identifier(schema),
-                                                                    sql.Identifier(table)))
+        since = sql.Literal(str(int(since_xid) % 2**32)) if since_xid else None
+        written = sql.SQL("count(*) FILTER (WHERE age(xmin) <= age({}::text::xid))").format(since) \
+            if since else sql.SQL("NULL")
+        # written by a transaction other than this run's own migrations (own_xids)
+        foreign = sql.SQL("count(*) FILTER (WHERE age(xmin) <= age({}::text::xid) AND NOT xmin::text = ANY({}))"
+                          ).format(since, ours) if since else sql.SQL("NULL")
+        cur.execute(sql.SQL("SELECT count(*), {}, {} FROM {}.{}").format(written, foreign, sql.Identifier(schema),
+                                                                        sql.Identifier(table)))
         result[f"{schema}.{table}"] = cur.fetchone()
     return result
 
 
-def discard_report(params: dict[str, Any], manifest: dict[str, Any], drop_first: list[str]) -> dict[str, Any]:
-    """What restoring this archive would throw away: writes, rows, objects and migrations since the backup."""
+def discard_report(params: dict[str, Any], manifest: dict[str, Any], drop_first: list[str],
+                   own_xids: list[str] = ()) -> dict[str, Any]:
+    """What restoring this archive would throw away: writes, rows, objects and migrations since the backup.
+
+    `own_xids`: this run's own migration transactions; rows they wrote are not others' writes
+    (`others_wrote_since`). Deletes leave no row version behind: only the row counts show them."""
     from .backup import _TABLES_SQL, ledger_versions, write_counters
 
     scope = manifest.get("scope") or {}
@@ -331,17 +403,17 @@ def discard_report(params: dict[str, Any], manifest: dict[str, Any], drop_first:
     with connect(params) as conn, conn.cursor() as cur:
         cur.execute(_TABLES_SQL, {"schemas": schemas, "tables": scope.get("tables") or []})
         listed = [(s, t) for s, t, _ in cur.fetchall() if s not in TOOL_SCHEMAS]
-        now = _rows_now_and_written(cur, listed, manifest.get("snapshot_xmin"))
+        now = _rows_now_and_written(cur, listed, manifest.get("snapshot_xmin"), own_xids)
         writes, ledger = write_counters(cur, schemas), ledger_versions(cur)
         conn.rollback()
     at_backup = manifest.get("row_counts") or {}
     before_writes = manifest.get("write_counters") or {}
     tables = {}
     for table in sorted(set(now) | {t for t in at_backup if t.split(".", 1)[0] not in TOOL_SCHEMAS}):
-        rows_now, written = now.get(table, (0, 0))
+        rows_now, written, foreign = now.get(table, (0, 0, 0))
         # a table created since the backup held no rows then; one dropped since holds none now
         entry: dict[str, Any] = {"rows_at_backup": at_backup.get(table, 0), "rows_now": rows_now,
-                                 "rows_written_since": written}
+                                 "rows_written_since": written, "rows_written_by_others": foreign}
         if table in writes and manifest.get("write_counters") is not None:
             old = before_writes.get(table, {"inserted": 0, "updated": 0, "deleted": 0})
             delta = {k: writes[table][k] - old[k] for k in ("inserted", "updated", "deleted")}
@@ -352,6 +424,9 @@ def discard_report(params: dict[str, Any], manifest: dict[str, Any], drop_first:
                    key=lambda v: int(v) if v.isdigit() else 0)
     return {"tables": tables, "objects_created_since": drop_first, "migrations_applied_since": later,
             "writes_since_backup": bool(tables), "backup_taken_at": manifest.get("finished_at"),
+            # rows others wrote since (None: the backup has no snapshot xmin to tell)
+            "others_wrote_since": (any(e["rows_written_by_others"] for e in tables.values())
+                                   if manifest.get("snapshot_xmin") else None),
             "exact": manifest.get("snapshot_xmin") is not None}
 
 

@@ -94,3 +94,51 @@ def test_a_non_transactional_file_failing_at_statement_3_is_partially_applied_an
     code, line, record, proc = wrapped(book)
     assert (code, record["outcome"]) == (0, "succeeded"), proc.stdout[-3000:]
     assert query(empty_db, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_code'::regclass") == [(True,)]
+
+
+def restore_args(record: dict, **extra) -> list[str]:
+    return ["-e", json.dumps({"pgrollout_restore_archive": record["backup"]["path"],
+                              "pgrollout_confirm_restore": record["backup"]["sha256"][:12], **extra})]
+
+
+def test_a_restore_keeps_pgrollouts_history_and_lease_events_and_the_next_run_goes_ahead(playbook, db):
+    first = playbook.run()
+    assert first.returncode == 0, first.stdout[-3000:]
+    record = playbook.evidence()[-1]
+    events_before = query(db, "SELECT count(*) FROM pgrollout.lease_events")[0][0]
+    proc = playbook.run("rollback.yml", *restore_args(record))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert query(db, "SELECT to_regclass('public.bots')") == [(None,)]  # the target is what the backup held
+    assert query(db, "SELECT max(version) FROM supabase_migrations.schema_migrations") == [("002",)]
+    history = query(db, "SELECT version, direction, run_id FROM pgrollout.history ORDER BY id")
+    assert ("003", "up", record["run_id"]) in history  # the apply since the backup is still recorded
+    restored = [h for h in history if h[1] == "restore"]
+    assert restored and restored[-1][2] == playbook.evidence()[-1]["run_id"]
+    assert query(db, "SELECT count(*) FROM pgrollout.lease_events")[0][0] >= events_before + 1
+    assert query(db, "SELECT count(*) FROM pgrollout.lease") == [(0,)]  # released at the end, not brought back
+    again = playbook.run()  # a restore followed by another run
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert playbook.evidence()[-1]["outcome"] == "succeeded"
+    assert query(db, "SELECT to_regclass('public.bots')::text") == [("bots",)]
+
+
+def test_the_automatic_restore_keeps_another_sessions_write_and_fails_saying_so(playbook, db, tmp_path):
+    from test_environments import inject_verification_failure
+    from test_rollback_playbook import broken_rollback_script
+
+    inject_verification_failure(playbook, tmp_path)
+    broken_rollback_script(playbook, tmp_path)  # dev: pgrollout_auto_restore is true
+
+    def another_session_writes() -> None:
+        execute(db, "INSERT INTO kb_patterns (name, pattern_type) VALUES ('written by another session', 'x')")
+
+    proc = playbook.run("rollout.yml", when_printed=("Apply the run's files", another_session_writes))
+    assert proc.returncode != 0
+    said = " ".join(proc.stdout.split())
+    assert "an automatic restore never discards their writes" in said, said[-4000:]
+    assert "-e pgrollout_restore_discard_writes=true" in said and "pgrollout_confirm_restore=" in said
+    assert "the database is at its state before this run" not in said
+    assert query(db, "SELECT count(*) FROM kb_patterns WHERE name = 'written by another session'") == [(1,)]
+    record = playbook.evidence()[-1]
+    assert record["outcome"] == "failed_not_rolled_back", record["outcome"]
+    assert record["restore"]["discard_report"]["others_wrote_since"] is True
