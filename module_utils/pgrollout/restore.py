@@ -286,7 +286,7 @@ def restore_target(params: dict[str, Any], archive: str, *, schemas: list[str] |
             "--file", "-"]
     entries = toc(archive, bindir)
     if not tables and ("SCHEMA", "-", "pgrollout") in {toc_fields(e) for e in entries}:
-        preamble = "CREATE SCHEMA IF NOT EXISTS pgrollout;\n" + preamble  # it holds the records kept
+        preamble += "CREATE SCHEMA IF NOT EXISTS pgrollout;\n"  # it holds the records kept
     with tempfile.NamedTemporaryFile("w", prefix="pgrollout-toc-", suffix=".list") as listing:
         listing.write("\n".join(without_kept_records(entries)) + "\n")
         listing.flush()

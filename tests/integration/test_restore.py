@@ -162,9 +162,14 @@ def test_a_restore_into_the_target_returns_the_exact_pre_migration_state(db, tmp
     execute(db, "INSERT INTO kb_patterns (name, pattern_type) VALUES ('after the backup', 'x')")
     plan = restore.plan(db, manifest["path"], [], [])
     assert "TABLE public.bots" in plan["drop_first"] and "SCHEMA private" in plan["drop_first"]
-    restore.restore_target(db, manifest["path"])
+    restore.restore_target(db, manifest["path"], run_id="the-restoring-run")
     assert snapshot(db) == before
-    assert counts(db) == rows_before
+    # every table as at the backup but pgrollout's history, which keeps 003's apply and gains the restore
+    history_before = rows_before.pop("pgrollout.history")
+    rows_now = counts(db)
+    assert rows_now.pop("pgrollout.history") == history_before + 2 and rows_now == rows_before
+    assert query(db, "SELECT direction, run_id FROM pgrollout.history ORDER BY id DESC LIMIT 2") == [
+        ("restore", "the-restoring-run"), ("up", None)]
     assert query(db, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1") == [("001",), ("002",)]
 
 
