@@ -177,20 +177,33 @@ WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
 """
 
 
+# Tables up to this size have their rows counted (a fraction of a second); bigger ones keep the planner's estimate.
+EXACT_COUNT_BYTES = 16 * 2**20
+
+
 def table_sizes(cur: Any, tables: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
-    """Live rows (estimate), total size and writes per second (since the statistics began) per table."""
+    """Live rows (counted on small tables, else the planner's estimate: `counted` says which), total size and
+    writes per second (since the statistics began) per table."""
+    from psycopg import sql
+
     if not tables:
         return {}
     cur.execute(_SIZES_SQL, ([t[0] for t in tables], [t[1] for t in tables]))
-    return {f"{schema}.{name}": {"rows": rows, "bytes": size, "writes_per_second": rate}
-            for schema, name, rows, size, rate in cur.fetchall()}
+    sizes = {}
+    for schema, name, rows, size, rate in cur.fetchall():
+        counted = size <= EXACT_COUNT_BYTES
+        if counted:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
+            rows = cur.fetchone()[0]
+        sizes[f"{schema}.{name}"] = {"rows": rows, "bytes": size, "writes_per_second": rate, "counted": counted}
+    return sizes
 
 
-def human(rows: int, size: int) -> str:
+def human(rows: int, size: int, counted: bool = True) -> str:
     count = f"{rows / 1e6:.1f} M" if rows >= 1e6 else f"{rows / 1e3:.1f} k" if rows >= 1e3 else str(rows)
     amount = f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.0f} MB" if size >= 2**20 else \
         f"{size / 2**10:.0f} kB"
-    return f"{count} rows, {amount}"
+    return f"{count} rows{'' if counted else ' (estimated)'}, {amount}"
 
 
 def annotate(report: dict[str, Any], files: list[tuple[MigrationFile, str]], cur: Any, big_rows: int,
@@ -211,7 +224,7 @@ def annotate(report: dict[str, Any], files: list[tuple[MigrationFile, str]], cur
         if not sizes:
             continue
         item["tables"] = sizes
-        item["why"] += " — on " + "; ".join(f"{t} ({human(v['rows'], v['bytes'])}, "
+        item["why"] += " — on " + "; ".join(f"{t} ({human(v['rows'], v['bytes'], v['counted'])}, "
                                              f"{v['writes_per_second']} writes/s)" for t, v in sizes.items())
         if item["severity"] != "error" and any(v["rows"] > big_rows or v["bytes"] > big_bytes
                                                for v in sizes.values()):

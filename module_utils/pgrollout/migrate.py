@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
 
 strongest_locks = locks.strongest_locks
 CANCELLED = "57014"
+# admin_shutdown, crash_shutdown, cannot_connect_now: the server ended the session
+CONNECTION_ENDED = ("57P01", "57P02", "57P03")
 
 
 @dataclass
@@ -128,10 +130,17 @@ def statement_error(mf: MigrationFile, stmt: Statement, exc: Exception, applied_
     diag = getattr(exc, "diag", None)
     position = getattr(diag, "statement_position", None)
     line = position_to_line(stmt, int(position) if position else None)
-    sqlstate = getattr(exc, "sqlstate", None) or "?????"
+    sqlstate = getattr(exc, "sqlstate", None)
     primary = getattr(diag, "message_primary", None) or str(exc).strip()
     details = {"file": mf.path, "line": line, "statement_number": stmt.number,
                "statement": stmt.text[:500], "sqlstate": sqlstate, "error": primary}
+    if sqlstate is None or sqlstate.startswith("08") or sqlstate in CONNECTION_ENDED:
+        # the session is gone (no answer at all, or the server ended it): not an error of the statement
+        details["connection_lost"] = True
+        message = (f"{mf.path}:{line}: lost the connection to the server while statement {stmt.number} ran "
+                   f"(the server restarted, or the session was terminated{f'; SQLSTATE {sqlstate}' if sqlstate else ''}"
+                   f"): {primary}. {applied_note} Check the server, then run again.")
+        return MigrationError(message, details)
     message = (f"{mf.path}:{line}: statement {stmt.number} failed with SQLSTATE {sqlstate}: "
                f"{primary}. {applied_note}")
     return MigrationError(message, details)
@@ -430,7 +439,7 @@ def _lock_report(cur: Cursor, results: list[dict[str, Any]]) -> None:
         tables = [tuple(lk["relation"].split(".", 1)) for lk in result.get("locks") or []]
         sizes = table_sizes(cur, tables) if tables and "lock_hold_ms" in result else {}
         result["lock_report"] = [
-            f"holds {lk['mode']} on {lk['relation']} ({human(size['rows'], size['bytes'])}) for "
+            f"holds {lk['mode']} on {lk['relation']} ({human(size['rows'], size['bytes'], size['counted'])}) for "
             f"{result['lock_hold_ms'] / 1000:.1f} s"
             for lk in result.get("locks") or [] if (size := sizes.get(lk["relation"]))]
 

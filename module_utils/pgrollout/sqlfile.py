@@ -244,6 +244,7 @@ class FileText:
     text: str
     checksum: str
     transactional: bool
+    raw: str = ""  # the file as written but for a BOM: what runs (a CR inside a string literal stays)
 
 
 def read(path: str) -> FileText:
@@ -259,7 +260,8 @@ def read(path: str) -> FileText:
     if not text.strip():
         raise MigrationFileError(f"{path}: the file is empty; write the migration's SQL, or a comment "
                                  "saying why it is intentionally a no-op")
-    return FileText(text=text, checksum=checksum(text), transactional=is_transactional(text))
+    return FileText(text=text, checksum=checksum(text), transactional=is_transactional(text),
+                    raw=raw.removeprefix(BOM))
 
 
 def load(path: str, version: str | None = None, name: str | None = None) -> MigrationFile:
@@ -267,11 +269,13 @@ def load(path: str, version: str | None = None, name: str | None = None) -> Migr
     if version is None or name is None:
         version, name = parse_filename(path)
     found = read(path)
-    text = found.text
+    # the checksum is of the normalised text (checkouts on any OS agree); what runs is the file as written
+    text = found.raw
     raws = _parse(text, path)
+    recorded = [entry.replace("\r\n", "\n").replace("\r", "\n") for entry in ledger_statements(text, raws, path)]
     return MigrationFile(path=path, version=version, name=name, text=text, checksum=found.checksum,
                          statements=split_statements(text, path, raws), transactional=found.transactional,
-                         ledger_statements=ledger_statements(text, raws, path))
+                         ledger_statements=recorded)
 
 
 def refuse_transaction_control(mf: MigrationFile) -> list[str]:

@@ -142,3 +142,76 @@ def test_the_automatic_restore_keeps_another_sessions_write_and_fails_saying_so(
     record = playbook.evidence()[-1]
     assert record["outcome"] == "failed_not_rolled_back", record["outcome"]
     assert record["restore"]["discard_report"]["others_wrote_since"] is True
+
+
+def _terminate_when_running(params: dict, text: str) -> None:
+    """End the backend running `text` once it runs (a server restart, as the session sees it)."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = query(params, "SELECT pid FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+                     (f"%{text}%",))
+        if pids:
+            execute(params, f"SELECT pg_terminate_backend({pids[0][0]})")
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no backend ran {text!r} within 60 s")
+
+
+def test_a_lost_connection_is_named_and_a_non_transactional_file_cut_off_is_partially_applied(empty_db, tmp_path):
+    import threading
+
+    from pgrollout import connection, migrate, plan
+
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "slow", "CREATE TABLE lost_with_it (id int);\nSELECT pg_sleep(30) AS cut_off_here_1;\n")
+    mset.add("002", "online", "-- pgrollout: no-transaction\nCREATE TABLE \"Stays\" (id int);\n"
+             "SELECT pg_sleep(30) AS cut_off_here_2;\n")
+    layout = plan.Layout(str(mset.migrations), str(mset.rollbacks), str(mset.verification))
+    for number, path in enumerate([m.up for m in layout.migrations()], start=1):
+        killer = threading.Thread(target=_terminate_when_running, args=(empty_db, f"cut_off_here_{number}"))
+        killer.start()
+        with connection.connect(empty_db) as conn:
+            try:
+                migrate.apply_plan(conn, plan.build(layout, [path]), migrate.Options())
+            except migrate.MigrationError as exc:
+                failed = exc
+            else:
+                raise AssertionError("the cut-off file did not fail")
+        killer.join()
+        assert "lost the connection to the server while statement 2 ran" in str(failed)
+        assert "?????" not in str(failed) and failed.details["connection_lost"]
+        if number == 1:  # a transactional file: its transaction died with the session
+            assert "partial" not in failed.details
+            assert query(empty_db, "SELECT to_regclass('lost_with_it')") == [(None,)]
+        else:  # statement 1 stays; what is left could not be checked on the lost connection: never "nothing"
+            left = failed.details["partial"]
+            assert left["checked"] is False and "could not be checked" in str(failed), left
+            assert "treat it as partially applied" in left["msg"]
+            assert query(empty_db, "SELECT to_regclass('\"Stays\"') IS NOT NULL") == [(True,)]
+
+
+def test_lint_sizes_are_counted_on_small_tables_and_marked_estimated_on_big_ones(empty_db):
+    from pgrollout import connection, lint
+
+    execute(empty_db, "CREATE TABLE two_rows (id int); INSERT INTO two_rows VALUES (1), (2)")  # never analyzed
+    with connection.connect(empty_db) as conn, conn.cursor() as cur:
+        sizes = lint.table_sizes(cur, [("public", "two_rows")])
+    entry = sizes["public.two_rows"]
+    assert entry["rows"] == 2 and entry["counted"] is True
+    assert lint.human(entry["rows"], entry["bytes"], entry["counted"]).startswith("2 rows, ")
+    assert lint.human(1_000_500, 60 * 2**20, counted=False) == "1.0 M rows (estimated), 60 MB"
+
+
+def test_a_cr_inside_a_string_literal_is_kept_and_the_checksum_ignores_line_endings(empty_db, tmp_path):
+    from pgrollout import connection, migrate, sqlfile
+
+    crlf, lf = tmp_path / "001_crlf.sql", tmp_path / "lf" / "001_crlf.sql"
+    crlf.write_bytes(b"CREATE TABLE notes (body text);\r\nINSERT INTO notes VALUES ('line one\r\nline two');\r\n")
+    lf.parent.mkdir()
+    lf.write_bytes(crlf.read_bytes().replace(b"\r\n", b"\n"))
+    assert sqlfile.load(str(crlf)).checksum == sqlfile.load(str(lf)).checksum
+    with connection.connect(empty_db) as conn:
+        migrate.apply(conn, sqlfile.load(str(crlf)), migrate.Options())
+    assert query(empty_db, "SELECT body FROM notes") == [("line one\r\nline two",)]
