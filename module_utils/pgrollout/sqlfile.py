@@ -250,7 +250,7 @@ class FileText:
 def read(path: str) -> FileText:
     """Read and normalise a migration file without parsing it (applied files only need their checksum)."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", newline="") as handle:  # line endings as written
             raw = handle.read()
     except OSError as exc:
         raise MigrationFileError(f"{path}: cannot read migration file: {exc.strerror}") from exc

@@ -57,12 +57,13 @@ def test_other_tools_non_transactional_markers(first_lines, transactional):
     assert sqlfile.is_transactional(first_lines + "\nCREATE INDEX CONCURRENTLY i ON t (x);\n") is transactional
 
 
-def test_a_bom_is_stripped_and_crlf_normalised(tmp_path):
+def test_a_bom_is_stripped_and_the_checksum_normalises_crlf_while_the_file_runs_as_written(tmp_path):
     path = tmp_path / "001_bom.sql"
     path.write_bytes("\ufeffCREATE TABLE a (x int);\r\n".encode())
     loaded = sqlfile.load(str(path))
-    assert loaded.text == "CREATE TABLE a (x int);\n" and loaded.statements[0].text == "CREATE TABLE a (x int)"
+    assert loaded.text == "CREATE TABLE a (x int);\r\n" and loaded.statements[0].text == "CREATE TABLE a (x int)"
     assert loaded.checksum == sqlfile.checksum("CREATE TABLE a (x int);\n")
+    assert loaded.ledger_statements == ["CREATE TABLE a (x int)"]
 
 
 def test_a_comment_only_file_is_a_no_op_and_an_empty_one_is_refused(tmp_path):
