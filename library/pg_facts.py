@@ -73,6 +73,13 @@ options:
     type: list
     elements: dict
     default: []
+  settings:
+    description:
+      - The run's settings that need a range (C(pgrollout_*_timeout) durations, C(pgrollout_lease_ttl),
+        C(pgrollout_lock_retries), C(pgrollout_backup_keep)), keyed by variable name and checked before
+        connecting; a bad one fails the module naming the variable.
+    type: dict
+    default: {}
   statement_timeout:
     description: statement_timeout of those checks.
     type: str
@@ -160,6 +167,7 @@ try:  # this repository (ansible.cfg: module_utils = ./module_utils)
     from ansible.module_utils.pgrollout.facts import for_record, gather, pooler
     from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError
     from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
+    from ansible.module_utils.pgrollout.timeouts import TimeoutSettingError, check_settings
 except ImportError:  # installed as the collection pgrollout.postgresql
     from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import SpecError, report, run, validate
@@ -174,6 +182,10 @@ except ImportError:  # installed as the collection pgrollout.postgresql
         PlanError,
     )
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.timeouts import (
+        TimeoutSettingError,
+        check_settings,
+    )
 
 
 def main() -> None:
@@ -192,11 +204,16 @@ def main() -> None:
         accept_drift={"type": "list", "elements": "str", "default": []},
         checks_if_current={"type": "list", "elements": "dict", "default": []},
         statement_timeout={"type": "str", "default": "30s"},
+        settings={"type": "dict", "default": {}},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     layout = Layout(p["migrations_dir"], p["rollbacks_dir"], p["verification_dir"], p["layout"]) \
         if p["migrations_dir"] else None
+    try:
+        check_settings(p["settings"])
+    except TimeoutSettingError as exc:
+        module.fail_json(msg=f"refused before anything ran: {exc}")
     try:
         with connect(p) as conn:
             facts = gather(conn, layout, p["rls_schemas"], p["long_running"], p["accept_drift"], p["rollback"],

@@ -29,3 +29,20 @@ def seconds(value: str | int | float, name: str) -> float:
 def check(**settings: str) -> None:
     for name, value in settings.items():
         seconds(value, name)
+
+
+def check_settings(settings: dict[str, object]) -> None:
+    """The run's settings that need a range, checked before anything runs: durations bounded, counts positive.
+
+    Keys are the pgrollout_* variable names, so the message names what to change."""
+    for name, value in settings.items():
+        if name.endswith("_timeout"):
+            seconds(value, name)  # type: ignore[arg-type]
+        elif name in ("pgrollout_lease_ttl", "pgrollout_lock_retries", "pgrollout_backup_keep"):
+            minimum = 0 if name == "pgrollout_lock_retries" else 1
+            try:
+                number = int(str(value))
+            except ValueError:
+                raise TimeoutSettingError(f"{name} {value!r} is not a whole number") from None
+            if number < minimum:
+                raise TimeoutSettingError(f"{name} {value!r} must be at least {minimum}")

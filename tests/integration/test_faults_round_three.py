@@ -215,3 +215,19 @@ def test_a_cr_inside_a_string_literal_is_kept_and_the_checksum_ignores_line_endi
     with connection.connect(empty_db) as conn:
         migrate.apply(conn, sqlfile.load(str(crlf)), migrate.Options())
     assert query(empty_db, "SELECT body FROM notes") == [("line one\r\nline two",)]
+
+
+def test_bad_settings_are_refused_before_the_lease_naming_the_variable(playbook, db):
+    for args, said in ((("-e", "pgrollout_lock_timeout=0"), "pgrollout_lock_timeout '0' means no limit"),
+                       (("-e", json.dumps({"pgrollout_statement_timeout": "5 minutes"})),
+                        "pgrollout_statement_timeout '5 minutes'"),
+                       (("-e", "pgrollout_lease_ttl=0"), "pgrollout_lease_ttl '0' must be at least 1"),
+                       (("-e", "pgrollout_db_port=fivefourthreetwo"), "argument 'pgrollout_db_port' is of type str"),
+                       (("-e", "pgrollout_migration_layout=flyway"), "pgrollout_migration_layout"),
+                       (("-e", "pgrollout_backup=maybe"), "pgrollout_backup")):
+        proc = playbook.run("rollout.yml", *args)
+        assert proc.returncode != 0
+        assert said in " ".join(proc.stdout.split()), (args, proc.stdout[-2000:])
+        assert not playbook.task_results(proc, "Take the run lease"), args  # refused before the lease
+    assert query(db, "SELECT to_regclass('public.bots')") == [(None,)]
+    assert not (playbook.workdir / "backups").exists()
