@@ -231,3 +231,44 @@ def test_bad_settings_are_refused_before_the_lease_naming_the_variable(playbook,
         assert not playbook.task_results(proc, "Take the run lease"), args  # refused before the lease
     assert query(db, "SELECT to_regclass('public.bots')") == [(None,)]
     assert not (playbook.workdir / "backups").exists()
+
+
+def test_a_relative_archive_path_is_relative_to_the_project_as_the_readme_writes_it(playbook, db, tmp_path):
+    import os
+    import shutil as sh
+
+    first = playbook.run()
+    assert first.returncode == 0, first.stdout[-3000:]
+    record = playbook.evidence()[-1]
+    archive = Path(record["backup"]["path"])
+    relative_dir = REPO / ".local" / f"test-archives-{os.getpid()}-{archive.stat().st_ino}"
+    relative_dir.mkdir(parents=True)
+    try:
+        copied = relative_dir / archive.name
+        (sh.copytree if archive.is_dir() else sh.copy2)(archive, copied)
+        sh.copy2(str(archive) + ".manifest.json", str(copied) + ".manifest.json")
+        args = {"pgrollout_restore_archive": str(copied.relative_to(REPO)),
+                "pgrollout_confirm_restore": record["backup"]["sha256"][:12]}
+        proc = playbook.run("rollback.yml", "-e", json.dumps(args))
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert query(db, "SELECT to_regclass('public.bots')") == [(None,)]
+    finally:
+        sh.rmtree(relative_dir, ignore_errors=True)
+
+
+def test_outside_dev_a_target_without_a_database_host_is_refused(cluster, tmp_path):
+    import uuid
+
+    from conftest import Playbook
+    from pgrollout import connection
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with connection.connect(cluster.params(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE baseline_template")
+    book = Playbook(cluster.params(name), tmp_path, group="staging")
+    del book.host["pgrollout_db_host"]
+    book.set(pgrollout_promotion_environments=[])
+    proc = book.run("rollout.yml", "--check")
+    assert proc.returncode != 0
+    assert "No database host for test-target in staging: set pgrollout_db_host" in " ".join(proc.stdout.split())
+    assert book.evidence()[-1]["outcome"] == "refused"
