@@ -26,6 +26,13 @@ class ActionModule(ActionBase):
         try:
             result.update(evidence.record_run(args))
         except OSError as exc:
-            raise AnsibleActionFail(f"cannot write the evidence into {args['dir']}: {exc}") from exc
+            if args["probe"]:
+                raise AnsibleActionFail(f"cannot write evidence into {args['dir']}: {exc}. Nothing was changed: "
+                                        "fix the folder (or pgrollout_evidence_root), then run again") from exc
+            # the outcome line still reaches the console and stderr, saying whether the target changed
+            line = evidence.unwritten_summary(args)
+            sys.stderr.write(line + "\n")
+            raise AnsibleActionFail(f"cannot write the evidence into {args['dir']}: {exc}. The run's outcome: "
+                                    f"{line}") from exc
         result["changed"] = False  # a record on the control node is not a change to the target
         return result

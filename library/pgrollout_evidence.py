@@ -45,6 +45,20 @@ options:
     type: list
     elements: str
     default: []
+  signing_key:
+    description: HMAC-SHA256 key the record is signed with (pgrollout_evidence_signing_key); empty for none.
+    type: str
+    default: ""
+  outcome_log:
+    description: A file the run's one-line outcome is appended to (scripts/pgrollout-run); empty for none.
+    type: path
+    default: ""
+  probe:
+    description:
+      - Write nothing but check that O(dir) can be written (created if missing) and has 10 MB free - what a
+        run does when it starts, before anything changes.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: none

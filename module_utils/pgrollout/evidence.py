@@ -50,7 +50,10 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "redact": {"type": "list", "elements": "str", "default": [], "no_log": True},
     "signing_key": {"type": "str", "default": "", "no_log": True},
     "outcome_log": {"type": "path", "default": ""},
+    "probe": {"type": "bool", "default": False},
 }
+# Free space the evidence folder needs when a run starts (a record with its Markdown, SVG and JUnit is tens of kB).
+EVIDENCE_FREE_BYTES = 10 * 2**20
 
 
 def _pick(result: dict[str, Any] | None, fields: tuple[str, ...]) -> dict[str, Any] | None:
@@ -481,8 +484,37 @@ def protected_backups(directory: str | None, host: str, applied: list[str]) -> l
     return protected
 
 
+def probe(directory: str, free_bytes: int = EVIDENCE_FREE_BYTES) -> dict[str, Any]:
+    """That the run's record can be written here (created if missing, a file written and removed, free space),
+    checked when the run starts, before anything changes; OSError saying what is wrong."""
+    import shutil
+    import tempfile
+
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".pgrollout-probe-"):
+        pass
+    free = shutil.disk_usage(directory).free
+    if free < free_bytes:
+        raise OSError(f"only {free // 2**20} MB free in {directory}; a run needs {free_bytes // 2**20} MB for its "
+                      "evidence: free space, or point pgrollout_evidence_root elsewhere")
+    return {"dir": directory, "free_bytes": free, "msg": f"evidence can be written to {directory}"}
+
+
+def unwritten_summary(p: dict[str, Any]) -> str:
+    """The run's outcome line when its record could not be written (the line a pipeline reads), built anyway."""
+    record = build_record(run_id=p["run_id"], kind=p["kind"], environment=p["environment"], host=p["host"],
+                          started_at=p["started_at"], dry_run=p["dry_run"], steps=p["steps"], failure=p["failure"],
+                          context={}, marks=p["marks"])
+    line = summary_line(record, "NOT-WRITTEN")
+    if record["changed"]:
+        line += f" -- THE TARGET CHANGED ({', '.join(record['changed'])}) BUT ITS EVIDENCE WAS NOT WRITTEN"
+    return redact(line, p["redact"])
+
+
 def record_run(p: dict[str, Any]) -> dict[str, Any]:
     """Build and write a run's record from pgrollout_evidence's options; where it went and the outcome."""
+    if p.get("probe"):
+        return probe(p["dir"])
     context = {
         "operator": os.environ.get("SUDO_USER") or getpass.getuser(),
         "git_commit": git_commit(p["repo_dir"]) if p["repo_dir"] else None,

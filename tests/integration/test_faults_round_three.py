@@ -272,3 +272,33 @@ def test_outside_dev_a_target_without_a_database_host_is_refused(cluster, tmp_pa
     assert proc.returncode != 0
     assert "No database host for test-target in staging: set pgrollout_db_host" in " ".join(proc.stdout.split())
     assert book.evidence()[-1]["outcome"] == "refused"
+
+
+def test_evidence_that_cannot_be_written_is_found_before_anything_changes(playbook, db, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the evidence folder should be\n")
+    playbook.set(pgrollout_evidence_root=str(blocked))
+    proc = playbook.run()
+    assert proc.returncode != 0
+    assert "cannot write evidence into" in proc.stdout and "Nothing was changed" in proc.stdout
+    assert query(db, "SELECT to_regclass('public.bots')") == [(None,)]
+    assert not (playbook.workdir / "backups").exists()
+
+
+def test_evidence_that_fails_after_the_target_changed_still_says_so_on_stderr(playbook, db, tmp_path):
+    import shutil as sh
+
+    folder = playbook.evidence_dir
+
+    def evidence_folder_goes_away() -> None:
+        sh.rmtree(folder.parent)
+        folder.parent.write_text("the evidence root replaced by a file mid-run\n")
+
+    proc = playbook.run("rollout.yml", when_printed=("Apply the run's files", evidence_folder_goes_away))
+    assert proc.returncode != 0
+    said = " ".join((proc.stdout + proc.stderr).split())
+    # the outcome line reaches stderr (a pipeline's log) and the console's failure message
+    assert "THE TARGET CHANGED (003) BUT ITS EVIDENCE WAS NOT WRITTEN" in proc.stderr
+    assert "rollout dev/test-target" in proc.stderr and "changed=003" in proc.stderr
+    assert "THE TARGET CHANGED (003)" in " ".join(proc.stdout.split())
+    assert query(db, "SELECT to_regclass('public.bots')::text") == [("bots",)]
