@@ -134,6 +134,7 @@ def main() -> None:
             if p["state"] == "absent":
                 released = lease.release(conn, p["run_id"])
                 module.exit_json(changed=released, holder=held, event="released" if released else "none")
+            lease.refuse_replica(conn)  # every playbook that writes takes the lease first
             ledger.ensure(conn, p["lock_timeout"])
             claim = lease.Claim(run_id=p["run_id"], kind=p["kind"], inventory_host=p["inventory_host"],
                                 os_user=getpass.getuser(), control_node=socket.gethostname(),

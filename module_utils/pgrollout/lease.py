@@ -84,6 +84,14 @@ def _insert(cur: Cursor, claim: Claim) -> bool:
     return cur.fetchone() is not None
 
 
+def refuse_replica(conn: Connection) -> None:
+    """LeaseError on a read replica: nothing can be written there, and saying so beats a read-only error later."""
+    in_recovery = conn.execute("SELECT pg_is_in_recovery(), current_database()").fetchone()
+    if in_recovery[0]:
+        raise LeaseError(f"database {in_recovery[1]} is a read replica (in recovery): nothing can be changed there. "
+                         "Point the inventory at the primary; nothing was changed")
+
+
 def acquire(conn: Connection, claim: Claim, break_run_id: str | None = None, break_reason: str = "",
             lock_timeout: str = "5s") -> dict[str, Any]:
     """Take the lease for `claim`; returns what happened (taken, renewed, lapsed or broken lease)."""

@@ -296,9 +296,45 @@ def test_evidence_that_fails_after_the_target_changed_still_says_so_on_stderr(pl
 
     proc = playbook.run("rollout.yml", when_printed=("Apply the run's files", evidence_folder_goes_away))
     assert proc.returncode != 0
-    said = " ".join((proc.stdout + proc.stderr).split())
     # the outcome line reaches stderr (a pipeline's log) and the console's failure message
     assert "THE TARGET CHANGED (003) BUT ITS EVIDENCE WAS NOT WRITTEN" in proc.stderr
     assert "rollout dev/test-target" in proc.stderr and "changed=003" in proc.stderr
     assert "THE TARGET CHANGED (003)" in " ".join(proc.stdout.split())
     assert query(db, "SELECT to_regclass('public.bots')::text") == [("bots",)]
+
+
+def test_a_read_replica_is_refused_by_every_playbook_that_writes(cluster, db, tmp_path):
+    import os
+    import pwd
+    import shutil as sh
+    import tempfile
+
+    import localpg
+    from conftest import Playbook
+
+    base = Path(tempfile.mkdtemp(prefix="pgrollout-standby-"))
+    standby = localpg.LocalCluster(base, localpg.free_port(), fast=True)
+    passfile = base / "pgpass"
+    passfile.write_text(f"127.0.0.1:{cluster.port}:*:postgres:{cluster.password}\n")
+    sh.copy2(cluster.password_file, standby.password_file)
+    if standby.drop_privileges:
+        user = pwd.getpwnam(localpg.OS_USER)
+        for path in (base, passfile, standby.password_file):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    os.chmod(passfile, 0o600)
+    try:  # a streaming standby of the test cluster: a real server in recovery
+        subprocess.run(standby._cmd(str(standby.bindir / "pg_basebackup"), "-D", str(standby.data), "-R",
+                                    "--checkpoint=fast", "-X", "stream", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres"),
+                       check=True, capture_output=True, env={**os.environ, "PGPASSFILE": str(passfile)})
+        standby.start()
+        replica = {**db, "login_port": standby.port}
+        assert query(replica, "SELECT pg_is_in_recovery()") == [(True,)]
+        book = Playbook(replica, tmp_path)
+        rollout = book.run()
+        assert rollout.returncode != 0 and "is a read replica (in recovery)" in " ".join(rollout.stdout.split())
+        baseline = book.run("baseline.yml", "-e", "pgrollout_baseline_version=002",
+                            "-e", "pgrollout_baseline_reason=testing a replica")
+        said = " ".join(baseline.stdout.split())
+        assert baseline.returncode != 0 and "is a read replica (in recovery)" in said and "primary" in said
+    finally:
+        standby.destroy()
