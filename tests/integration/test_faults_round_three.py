@@ -323,9 +323,10 @@ def test_a_read_replica_is_refused_by_every_playbook_that_writes(cluster, db, tm
             os.chown(path, user.pw_uid, user.pw_gid)
     os.chmod(passfile, 0o600)
     try:  # a streaming standby of the test cluster: a real server in recovery
-        subprocess.run(standby._cmd(str(standby.bindir / "pg_basebackup"), "-D", str(standby.data), "-R",
-                                    "--checkpoint=fast", "-X", "stream", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres"),
-                       check=True, capture_output=True, env={**os.environ, "PGPASSFILE": str(passfile)})
+        command = [str(standby.bindir / "pg_basebackup"), "-D", str(standby.data), "-R", "--checkpoint=fast",
+                   "-X", "stream", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres"]
+        subprocess.run(standby._cmd(*command), check=True, capture_output=True,
+                       env={**os.environ, "PGPASSFILE": str(passfile)})
         standby.start()
         replica = {**db, "login_port": standby.port}
         assert query(replica, "SELECT pg_is_in_recovery()") == [(True,)]
