@@ -70,6 +70,9 @@ options:
       - Checks (as pg_assert's O(checks)) to run, read-only and on the same connection, when no
         file is pending or accepted as edited - the state such a run ends in. A run with nothing to
         apply gets its security audit here instead of from one more module call. Result in C(audit).
+      - Then, on that unchanged target, the applied files' specs as the verify step runs them after a
+        commit - the newest applied file's spec whole, the earlier ones' C(lasting) checks - result in
+        C(verify), the specs in C(verify_specs).
     type: list
     elements: dict
     default: []
@@ -141,6 +144,9 @@ facts:
     audit:
       description: With O(checks_if_current) and nothing to run, the checks' results as pg_assert returns them.
       type: dict
+    verify:
+      description: With O(checks_if_current) and nothing to run, the applied specs' checks (see C(verify_specs)).
+      type: dict
     lease: {description: The run lease held on the database (pg_lease), or null., type: dict}
     rls: {description: Table name to row-level security on/off., type: dict}
     long_running_sessions: {description: Other sessions in long transactions., type: list}
@@ -162,7 +168,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 try:  # this repository (ansible.cfg: module_utils = ./module_utils)
     from ansible.module_utils.pgrollout import modules
-    from ansible.module_utils.pgrollout.checks import SpecError, report, run, validate
+    from ansible.module_utils.pgrollout.checks import SpecError, after_commit, report, run, spec_checks, validate
     from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
     from ansible.module_utils.pgrollout.facts import for_record, gather, pooler
     from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError
@@ -170,7 +176,14 @@ try:  # this repository (ansible.cfg: module_utils = ./module_utils)
     from ansible.module_utils.pgrollout.timeouts import TimeoutSettingError, check_settings
 except ImportError:  # installed as the collection pgrollout.postgresql
     from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import SpecError, report, run, validate
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import (
+        SpecError,
+        after_commit,
+        report,
+        run,
+        spec_checks,
+        validate,
+    )
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
         CONNECTION_ARGUMENT_SPEC,
         connect,
@@ -222,6 +235,12 @@ def main() -> None:
             if p["checks_if_current"] and layout and not facts["migrations"]["pending_paths"] \
                     and not facts["migrations"]["drift_accepted"]:
                 facts["audit"] = report(run(conn, validate(p["checks_if_current"]), p["statement_timeout"]))
+                # the state as the applied specs describe it: the newest one whole, the others' lasting checks
+                facts["verify_specs"] = after_commit([{"changed": True, "spec": a.get("spec")}
+                                                      for a in facts["migrations"]["applied_details"] if a.get("file")])
+                found = spec_checks(facts["verify_specs"]["specs"], facts["verify_specs"]["lasting_specs"])
+                if found:
+                    facts["verify"] = report(run(conn, found, p["statement_timeout"]))
         facts["pooler"] = pooler(p)
     except (RuntimeError, MigrationFileError, SpecError, PlanError) as exc:
         module.fail_json(msg=str(exc))

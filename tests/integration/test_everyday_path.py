@@ -266,3 +266,21 @@ def test_a_tls_failure_names_pgrollout_db_ssl_mode(db):
     with pytest.raises(RuntimeError) as failed:
         connection.connect({**db, "ssl_mode": "require"})  # the test server has no TLS
     assert "SSL" in str(failed.value) and "pgrollout_db_ssl_mode" in str(failed.value)
+
+
+def test_a_no_op_run_verifies_the_applied_specs_and_a_policy_edited_to_using_true_fails_it(playbook, db):
+    first = playbook.run()
+    assert first.returncode == 0, first.stdout[-3000:]
+    second = playbook.run()
+    assert second.returncode == 0, second.stdout[-3000:]
+    record = playbook.evidence()[-1]
+    assert record["outcome"] == "no_change" and record["verification"]["passed"] >= 10  # 003's spec, whole
+    # edited by hand (Supabase's dashboard): every signed-in user now reads every bot
+    from conftest import execute
+    execute(db, "ALTER POLICY bots_select_own ON public.bots USING (true)")
+    third = playbook.run()
+    assert third.returncode != 0
+    record = playbook.evidence()[-1]
+    failed = [r["name"] for r in record["verification"]["results"] if r["status"] != "passed"]
+    assert "RLS: a user sees only their own bots and API keys" in failed, failed
+    assert record["changed"] == [] and "Verification failed" in " ".join(third.stdout.split())
