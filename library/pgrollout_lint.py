@@ -128,7 +128,7 @@ def main() -> None:
         layout = Layout(p["migrations_dir"], p["rollbacks_dir"], layout=p["layout"])
         files = files_to_lint(layout, p["versions"])
         report = lint(files, p["exposed_schemas"], p["acknowledged"], config,
-                      extra=rollback_findings(layout, p["versions"]))
+                      extra=rollback_findings(layout, files))
         if p["annotate"]:
             with connect(p) as conn, conn.transaction(), conn.cursor() as cur:
                 cur.execute("SET TRANSACTION READ ONLY")

@@ -500,11 +500,15 @@ def probe(directory: str, free_bytes: int = EVIDENCE_FREE_BYTES) -> dict[str, An
     return {"dir": directory, "free_bytes": free, "msg": f"evidence can be written to {directory}"}
 
 
+def _record_from_options(p: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    return build_record(run_id=p["run_id"], kind=p["kind"], environment=p["environment"], host=p["host"],
+                        started_at=p["started_at"], dry_run=p["dry_run"], steps=p["steps"], failure=p["failure"],
+                        context=context, marks=p["marks"])
+
+
 def unwritten_summary(p: dict[str, Any]) -> str:
     """The run's outcome line when its record could not be written (the line a pipeline reads), built anyway."""
-    record = build_record(run_id=p["run_id"], kind=p["kind"], environment=p["environment"], host=p["host"],
-                          started_at=p["started_at"], dry_run=p["dry_run"], steps=p["steps"], failure=p["failure"],
-                          context={}, marks=p["marks"])
+    record = _record_from_options(p, context={})
     line = summary_line(record, "NOT-WRITTEN")
     if record["changed"]:
         line += f" -- THE TARGET CHANGED ({', '.join(record['changed'])}) BUT ITS EVIDENCE WAS NOT WRITTEN"
@@ -521,8 +525,6 @@ def record_run(p: dict[str, Any]) -> dict[str, Any]:
         "git_dirty": git_dirty(p["repo_dir"]) if p["repo_dir"] else None,
         "tool_versions": {"python": platform.python_version(), **p["tool_versions"]},
     }
-    record = build_record(run_id=p["run_id"], kind=p["kind"], environment=p["environment"],
-                          host=p["host"], started_at=p["started_at"], dry_run=p["dry_run"],
-                          steps=p["steps"], failure=p["failure"], context=context, marks=p["marks"])
+    record = _record_from_options(p, context)
     written = write(p["dir"], record, p["redact"], p["signing_key"], p["outcome_log"])
     return {**written, "outcome": record["outcome"], "signed": bool(p["signing_key"])}

@@ -234,15 +234,12 @@ def annotate(report: dict[str, Any], files: list[tuple[MigrationFile, str]], cur
     report["summary"] = summary(report["findings"])
 
 
-def rollback_findings(layout: Any, versions: list[str] | None) -> list[dict[str, Any]]:
-    """A no-rollback-file finding for each forward file of the given versions (or all) that has no rollback file."""
-    from .sqlfile import load
-
-    wanted = {int(v) for v in versions} if versions is not None else None
+def rollback_findings(layout: Any, files: list[tuple[MigrationFile, str]]) -> list[dict[str, Any]]:
+    """A no-rollback-file finding for each forward file of `files` (files_to_lint's) without its rollback file."""
+    forward = {mf.path: mf for mf, direction in files if direction == "up"}
     # about the file, not a statement: never raised by the size of the tables its first statement locks
-    missing = [m for m in layout.migrations() if (wanted is None or m.number in wanted) and not os.path.exists(m.down)]
-    return [{**finding(load(m.up, m.version, m.name), 1, "no-rollback-file", f"expected at {m.down}"),
-             "file_level": True} for m in missing]
+    return [{**finding(forward[m.up], 1, "no-rollback-file", f"expected at {m.down}"), "file_level": True}
+            for m in layout.migrations() if m.up in forward and not os.path.exists(m.down)]
 
 
 def lint(files: list[tuple[MigrationFile, str]], exposed: list[str], acknowledged: list[str] = (),

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import checks as checks_mod
 from . import lease, ledger, locks, retry, schema
 from .controller import ControllerWatch
-from .sqlfile import MigrationFile, Statement, position_to_line
+from .sqlfile import MigrationFile, Statement, control_notes, position_to_line
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection, Cursor
@@ -280,16 +280,12 @@ def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[s
                   checksum=item.forward_checksum or mf.checksum, direction=item.direction,
                   duration_ms=duration_ms, run_id=opts.run_id,
                   applied_version=entry.version if entry else None)
-    xid = None
-    if not opts.check_mode:  # this file's transaction: its rows are this run's, not another session's
-        cur.execute("SELECT txid_current()::text")
-        xid = cur.fetchone()[0]
     result = {**item.base(opts), "changed": True, "statements": len(mf.statements), "duration_ms": duration_ms,
               "locks": _file_locks(held_locks(cur, names_before, held_before), resolved), "_locked_at": locked_at}
-    if xid is not None:
-        result["xid"] = xid
-    acknowledged = [f"statement {s.number} ({s.control}, line {s.line}) let through: {s.control_ack}"
-                    for s in mf.transaction_control()]
+    if not opts.check_mode:  # this file's transaction: its rows are this run's, not another session's
+        cur.execute("SELECT txid_current()::text")
+        result["xid"] = cur.fetchone()[0]
+    acknowledged = control_notes(mf)
     if acknowledged:
         result["notes"] = acknowledged
     if item.checks:

@@ -290,6 +290,11 @@ def refuse_transaction_control(mf: MigrationFile) -> list[str]:
                 "no longer roll the whole file back. Remove it; or make the file non-transactional (first line "
                 f"'{NO_TRANSACTION_MARKER}'); or let it through on purpose with '-- pgrollout: "
                 "allow-transaction-control <reason>' on the line before it (recorded)")
+    return control_notes(mf)
+
+
+def control_notes(mf: MigrationFile) -> list[str]:
+    """The acknowledged transaction control statements of a file, for its record."""
     return [f"statement {s.number} ({s.control}, line {s.line}) let through: {s.control_ack}"
             for s in mf.transaction_control()]
 

@@ -57,3 +57,19 @@ def test_an_inline_ignore_and_an_acknowledgement_let_a_finding_through_recorded(
                        use_squawk=False)
     assert report["blocking"] == [] and report["findings"][0]["acknowledged"]
     assert "<failure" not in lint.junit(report)
+
+
+def test_a_forward_file_without_its_rollback_file_is_a_file_level_finding(tmp_path):
+    from pgrollout.plan import Layout
+
+    migrations, rollbacks = tmp_path / "migrations", tmp_path / "rollbacks"
+    migrations.mkdir()
+    rollbacks.mkdir()
+    (migrations / "001_kept.sql").write_text("CREATE TABLE kept (id int);\n")
+    (rollbacks / "001_kept_rollback.sql").write_text("DROP TABLE kept;\n")
+    (migrations / "002_bare.sql").write_text("CREATE TABLE bare (id int);\n")
+    layout = Layout(str(migrations), str(rollbacks))
+    found = lint.rollback_findings(layout, lint.files_to_lint(layout, None))
+    assert [(f["file"].rsplit("/", 1)[1], f["rule"], f["severity"], f["file_level"]) for f in found] == [
+        ("002_bare.sql", "no-rollback-file", "warn", True)]
+    assert lint.rollback_findings(layout, lint.files_to_lint(layout, ["001"])) == []
