@@ -87,6 +87,12 @@ options:
     description: statement_timeout of those checks.
     type: str
     default: 30s
+  backup:
+    description:
+      - The run takes a pg_dump backup. For a role that is not a superuser, C(privileges_missing)
+        then also lists every table and schema pg_dump could not read.
+    type: bool
+    default: false
 extends_documentation_fragment: [pgrollout, pgrollout.layout]
 attributes:
   check_mode:
@@ -148,6 +154,12 @@ facts:
       description: With O(checks_if_current) and nothing to run, the applied specs' checks (see C(verify_specs)).
       type: dict
     lease: {description: The run lease held on the database (pg_lease), or null., type: dict}
+    unfinished_runs:
+      description:
+        - Runs since the last one that released its lease which changed the target but never released
+          theirs (killed, or still running) - run_id, started_at, ended, changes (version and direction
+          from pgrollout.history) and a message. What they applied has no completed record.
+      type: list
     rls: {description: Table name to row-level security on/off., type: dict}
     long_running_sessions: {description: Other sessions in long transactions., type: list}
     locks:
@@ -156,6 +168,14 @@ facts:
           holders, other sessions holding any lock on them (pid, application_name,
           state, query_start, transaction_seconds, locks).
       type: dict
+    privileges_missing:
+      description:
+        - "For a role that is not a superuser, each privilege the run needs that it lacks, as
+          C(role X cannot ...: GRANT ...) - pgrollout's own schemas, the pending files' existing
+          tables (owner, REFERENCES, DML rights), schemas objects are created in, extensions that need
+          a superuser, the roles of behaviour checks and, with O(backup), what pg_dump reads. Empty
+          when nothing is missing; not returned for a superuser."
+      type: list
     pooler:
       description:
         - suspected, true when a transaction- or statement-mode pooler (PgBouncer,
@@ -218,6 +238,7 @@ def main() -> None:
         checks_if_current={"type": "list", "elements": "dict", "default": []},
         statement_timeout={"type": "str", "default": "30s"},
         settings={"type": "dict", "default": {}},
+        backup={"type": "bool", "default": False},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
@@ -231,7 +252,9 @@ def main() -> None:
         with connect(p) as conn:
             facts = gather(conn, layout, p["rls_schemas"], p["long_running"], p["accept_drift"], p["rollback"],
                            p["require_spec"], p["allow_out_of_order"], p["target_version"], p["require_rollback"],
-                           p["rehearse"])
+                           p["rehearse"], p["backup"], p["checks_if_current"])
+            if facts.get("privileges_missing"):  # preflight refuses: nothing more is read
+                module.exit_json(changed=False, facts=facts, record=for_record(facts))
             if p["checks_if_current"] and layout and not facts["migrations"]["pending_paths"] \
                     and not facts["migrations"]["drift_accepted"]:
                 facts["audit"] = report(run(conn, validate(p["checks_if_current"]), p["statement_timeout"]))

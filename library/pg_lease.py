@@ -124,6 +124,7 @@ def main() -> None:
     p = module.params
     try:
         with connect(p, autocommit=True) as conn:
+            lease.refuse_unprivileged(conn)  # before the lease table is read, or created
             held = info(conn)
             if p["state"] == "info" or module.check_mode:
                 mine = held is not None and held["run_id"] == p["run_id"]

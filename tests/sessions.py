@@ -43,6 +43,20 @@ class Blocker:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+    def kill_when_queued(self, proc: Any) -> None:
+        """SIGKILL `proc` (an ansible-playbook) once a session of its run waits for this blocker's lock,
+        then let the lock go: what the orphaned module does next is the test."""
+        import os
+        import signal
+
+        with connection.connect(self.params, autocommit=True) as conn:
+            while not conn.execute("SELECT pid FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                                   (self.table,)).fetchall():
+                assert proc.poll() is None, proc.communicate()[0][-3000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self.release()
+
 
 class Readers:
     """Threads that run a short query on a table in a loop and record how long each took."""

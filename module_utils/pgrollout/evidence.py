@@ -162,6 +162,8 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
             "target_version": (preflight.get("migrations") or {}).get("target_version"),
             "not_run_beyond_target": (preflight.get("migrations") or {}).get("beyond_target") or [],
             "long_running_sessions": preflight.get("long_running_sessions"),
+            # runs that changed the target and never finished (killed): their changes have no record
+            "unfinished_runs": preflight.get("unfinished_runs") or [],
         },
         "backup": _pick(steps.get("backup"), BACKUP_FIELDS),
         "backup_rehearsal": _pick(steps.get("backup_rehearsal"), REHEARSAL_FIELDS),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import connection, lease, ledger, locks, plan, sqlfile
+from . import connection, lease, ledger, locks, plan, privileges, sqlfile
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection, Cursor
@@ -15,7 +15,9 @@ def server(cur: Cursor) -> dict[str, Any]:
         "SELECT current_setting('server_version'), current_setting('server_version_num')::int, "
         "current_database(), current_user, pg_is_in_recovery(), "
         "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
-        "to_regnamespace('auth') IS NOT NULL AND to_regclass('auth.users') IS NOT NULL, "
+        # from the catalog, not regclass input: that fails on a schema the role may not use
+        "EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'auth' AND c.relname = 'users'), "
         "pg_database_size(current_database())"
     )
     version, num, db, user, in_recovery, superuser, has_auth, size = cur.fetchone()
@@ -61,6 +63,7 @@ def for_record(facts: dict[str, Any]) -> dict[str, Any]:
     migrations = facts.get("migrations") or {}
     return {"facts": {"server_version": facts.get("server_version"), "database": facts.get("database"),
                       "long_running_sessions": facts.get("long_running_sessions"),
+                      "unfinished_runs": facts.get("unfinished_runs") or [],
                       "migrations": {"applied": migrations.get("applied"), "pending": migrations.get("pending"),
                                      "target_version": migrations.get("target_version"),
                                      "beyond_target": migrations.get("beyond_target")}}}
@@ -89,16 +92,25 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
            accept_drift: list[str] = (), rollback: dict[str, Any] | None = None,
            require_spec: bool = False, allow_out_of_order: list[str] = (),
            target_version: str | None = None, require_rollback: bool = False,
-           rehearse: dict[str, Any] | None = None) -> dict[str, Any]:
+           rehearse: dict[str, Any] | None = None, backup: bool = False,
+           extra_checks: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """Everything preflight needs, in one READ ONLY transaction.
 
     With `rollback` ({"to": version or None, "version": version or None}) the
     migrations to roll back are chosen too (rollback_plan), or rollback_error says why not.
+    A role that is not a superuser gets privileges_missing: what the run needs that it lacks
+    (privileges.py); when pgrollout's own records exist but cannot be read, nothing else is read.
     """
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SET TRANSACTION READ ONLY")
-        result = {**server(cur), "rls": rls(cur, rls_schemas), "long_running_sessions": sessions(cur, long_running),
-                  "lease": lease.holder(cur)}
+        result = server(cur)
+        if not result["superuser"] and privileges.records_unreadable(cur):
+            result["privileges_missing"] = [f"role {result['current_user']} cannot {what}"
+                                            for what in privileges.tool_findings(cur)]
+            return {**result, "migrations": {}, "locks": {"tables": {}, "holders": []}}
+        result.update({"rls": rls(cur, rls_schemas), "long_running_sessions": sessions(cur, long_running),
+                       "lease": lease.holder(cur)})
+        result["unfinished_runs"] = lease.unfinished(cur, result["lease"])
         state = plan.status(cur, layout, accept_drift, allow_out_of_order, target_version) if layout else {
             "applied": [a.version for _, a in sorted(ledger.read(cur).items())]}
         result["migrations"] = state
@@ -129,5 +141,11 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
                 result["rehearsal_plan"] = plan.rehearsal(state, rehearse.get("version"))
             except plan.PlanError as exc:
                 result["rehearsal_error"] = str(exc)
-        result["locks"] = lock_holders(cur, [item.file for item in to_lock])
+        if not result["superuser"]:
+            result["privileges_missing"] = privileges.missing(
+                cur, [item.file for item in to_lock],
+                [c for item in to_lock for c in item.checks or []] + list(extra_checks), backup)
+        # without the privileges, locks.resolve may meet a schema the role cannot use: preflight refuses first
+        result["locks"] = lock_holders(cur, [item.file for item in to_lock]) \
+            if not result.get("privileges_missing") else {"tables": {}, "holders": []}
         return result

@@ -63,6 +63,45 @@ def holder(cur: Cursor) -> dict[str, Any] | None:
     return dict(zip(FIELDS, row, strict=True)) if row else None
 
 
+# Runs that took the lease and never released it (killed, or still running) after the last run that
+# released its own, and that changed the target: what they applied has no completed record.
+_UNFINISHED_SQL = """
+SELECT a.run_id, to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+       coalesce((SELECT e.event FROM pgrollout.lease_events e WHERE e.run_id = a.run_id
+                 AND e.event IN ('lapsed', 'broken') ORDER BY e.id DESC LIMIT 1), 'held'),
+       array(SELECT h.version || ' ' || h.direction FROM pgrollout.history h WHERE h.run_id = a.run_id ORDER BY h.id)
+FROM pgrollout.lease_events a
+WHERE a.event = 'acquired'
+  AND NOT EXISTS (SELECT FROM pgrollout.lease_events r WHERE r.run_id = a.run_id AND r.event = 'released')
+  AND a.id > coalesce((SELECT max(id) FROM pgrollout.lease_events WHERE event = 'released'), 0)
+  AND EXISTS (SELECT FROM pgrollout.history h WHERE h.run_id = a.run_id)
+ORDER BY a.id
+"""
+
+
+def unfinished(cur: Cursor, held: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Runs since the last finished one that changed the target and never released their lease."""
+    cur.execute("SELECT to_regclass('pgrollout.lease_events') IS NOT NULL AND to_regclass('pgrollout.history') "
+                "IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return []
+    cur.execute(_UNFINISHED_SQL)
+    runs = []
+    for run_id, started, ended, changes in cur.fetchall():
+        holding = held is not None and held["run_id"] == run_id
+        if holding and not held["lapsed"]:
+            ended = "holds the lease (still running, or killed: the lease lapses after its ttl)"
+        elif holding:
+            ended = "holds a lapsed lease"
+        else:
+            ended = {"lapsed": "its lease lapsed", "broken": "its lease was broken"}.get(ended, ended)
+        runs.append({"run_id": run_id, "started_at": started, "ended": ended, "changes": changes,
+                     "message": f"run {run_id} (started {started}) did not finish: {ended}. It changed the target "
+                                f"({', '.join(changes)}) and left no completed record of it, so its verification "
+                                "after the commit may not have run"})
+    return runs
+
+
 def describe(held: dict[str, Any]) -> str:
     return (f"run {held['run_id']} ({held['kind']} from {held['inventory_host'] or '?'}, user "
             f"{held['os_user'] or '?'} on {held['control_node'] or '?'}, pid {held['controller_pid'] or '?'}), "
@@ -90,6 +129,18 @@ def refuse_replica(conn: Connection) -> None:
     if in_recovery[0]:
         raise LeaseError(f"database {in_recovery[1]} is a read replica (in recovery): nothing can be changed there. "
                          "Point the inventory at the primary; nothing was changed")
+
+
+def refuse_unprivileged(conn: Connection) -> None:
+    """LeaseError when the role cannot create or use pgrollout's records (a role that is not a superuser)."""
+    from . import privileges
+
+    with conn.transaction(), conn.cursor() as cur:
+        found = privileges.tool_findings(cur)
+        user = conn.info.user
+    if found:
+        raise LeaseError("; ".join(f"role {user} cannot {what}" for what in found) + ". Nothing was changed: "
+                         "grant these and run again (README, A migration role that is not a superuser)")
 
 
 def acquire(conn: Connection, claim: Claim, break_run_id: str | None = None, break_reason: str = "",

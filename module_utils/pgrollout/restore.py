@@ -26,6 +26,7 @@ from typing import Any
 
 from .backup import BackupError, table_rows, tool_path, trusted_manifest, verify_archive
 from .connection import client_environment, connect
+from .controller import ControllerWatch
 from .modules import public
 from .scratch import create_database, drop_database
 
@@ -278,6 +279,7 @@ def restore_target(params: dict[str, Any], archive: str, *, schemas: list[str] |
     import tempfile
 
     schemas, tables = schemas or [], tables or []
+    watch = ControllerWatch()  # before anything runs: the ancestors this restore answers to
     manifest = verify_archive(archive, params, bindir)
     what = plan(params, archive, schemas, tables, bindir)
     preamble = _preamble(params, what, schemas, tables, lock_timeout)
@@ -294,7 +296,7 @@ def restore_target(params: dict[str, Any], archive: str, *, schemas: list[str] |
                        *_selectors(schemas, tables), archive]
         with client_environment(params) as env:
             _pipe(restore_cmd, psql, env, f"restore of {archive} into {params['login_db']}", _setting(lock_timeout),
-                  preamble, _history_entry(params, archive, manifest, run_id))
+                  preamble, _history_entry(params, archive, manifest, run_id), watch)
     return {"manifest": manifest, **public(what)}
 
 
@@ -322,23 +324,26 @@ def _setting(value: str) -> str:
 
 
 def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: str, lock_timeout: str,
-          preamble: str, epilogue: str = "") -> None:
+          preamble: str, epilogue: str = "", watch: ControllerWatch | None = None) -> None:
     """BEGIN; preamble; producer's script; and COMMIT only once the producer exited 0.
 
     psql --single-transaction would commit whatever arrived when its input
     ends, even if pg_restore died halfway: the transaction is ours instead.
     Without our COMMIT, psql's session ends with the transaction open and the
-    server rolls it back.
+    server rolls it back. With `watch`, an orphaned restore (its ansible-playbook
+    killed) rolls back the same way, like an orphaned migration.
     """
     with subprocess.Popen(producer, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as first, \
-            subprocess.Popen(consumer, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            subprocess.Popen(consumer, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE) as second:
         errors: dict[str, bytes] = {}
+        ready = threading.Event()
         readers = [threading.Thread(target=lambda: errors.__setitem__("first", first.stderr.read())),
-                   threading.Thread(target=lambda: errors.__setitem__("second", second.stderr.read()))]
+                   threading.Thread(target=lambda: errors.__setitem__("second", second.stderr.read())),
+                   threading.Thread(target=_watch_for_marker, args=(second.stdout, ready))]
         for reader in readers:
             reader.start()
-        committed = False
+        committed = orphaned = False
         try:
             second.stdin.write(b"BEGIN;\n" + preamble.encode())
             head = first.stdout.read(1 << 16)
@@ -347,8 +352,16 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
             shutil.copyfileobj(first.stdout, second.stdin, 1 << 20)
             first.wait()
             if first.returncode == 0:
-                second.stdin.write(b"\n" + epilogue.encode() + b"COMMIT;\n")
-                committed = True
+                # psql runs what it was given (lock waits included) before it echoes the marker: only then
+                # is the controller asked, so a kill while psql waits still finds the COMMIT unsent
+                second.stdin.write(b"\n" + epilogue.encode() + b"\n\\echo " + _READY + b"\n")
+                second.stdin.flush()
+                while not ready.wait(0.2) and second.poll() is None:
+                    pass
+                orphaned = watch is not None and not watch.alive()
+                if ready.is_set() and not orphaned:
+                    second.stdin.write(b"COMMIT;\n")
+                    committed = True
         except BrokenPipeError:  # psql stopped at the first error
             first.kill()
         finally:
@@ -358,11 +371,24 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
         second.wait()
         for reader in readers:
             reader.join()
+    if orphaned:
+        raise BackupError(f"{what} was rolled back, the target is unchanged: the ansible-playbook that ran it "
+                          "ended before the commit (an orphaned restore never commits)")
     if first.returncode != 0 or second.returncode != 0 or not committed:
         message = (errors.get("second") or errors.get("first") or b"").decode(errors="replace").strip()
         who = "pg_restore" if first.returncode != 0 else "psql"
         raise BackupError(f"{what} failed ({who} exit {first.returncode if who == 'pg_restore' else second.returncode})"
                           f" and was rolled back, the target is unchanged: {message or 'no message'}")
+
+
+_READY = b"pgrollout: restore ready to commit"
+
+
+def _watch_for_marker(stream: Any, ready: threading.Event) -> None:
+    """Read psql's output (it must not fill its pipe) and set `ready` at the marker line."""
+    for line in stream:
+        if line.rstrip(b"\n") == _READY:
+            ready.set()
 
 
 def _rows_now_and_written(cur: Any, tables: list[tuple[str, str]], since_xid: str | None,
@@ -450,17 +476,45 @@ def restore_scratch(params: dict[str, Any], archive: str, scratch_db: str, *, jo
                     tables: list[str] | None = None, bindir: str | None = None) -> dict[str, Any]:
     """Create `scratch_db` on the target's server and restore the archive into it, in parallel."""
     manifest = trusted_manifest(archive)
+    import tempfile
+
     create_database(params, scratch_db)
     scratch = dict(params, login_db=scratch_db)
+    entries, skipped = others_default_privileges(params, toc(archive, bindir))
     cmd = [tool_path("pg_restore", bindir), "--no-password", "--exit-on-error", "--no-owner",
            f"--dbname={scratch_db}", *_selectors([], tables or [])]
     if jobs > 1 and manifest.get("format") in ("custom", "directory"):
         cmd.append(f"--jobs={jobs}")
-    with client_environment(scratch) as env:
-        proc = subprocess.run([*cmd, archive], env=env, capture_output=True, text=True)
+    with tempfile.NamedTemporaryFile("w", prefix="pgrollout-toc-", suffix=".list") as listing, \
+            client_environment(scratch) as env:
+        listing.write("\n".join(entries) + "\n")
+        listing.flush()
+        proc = subprocess.run([*cmd, "--use-list", listing.name, archive], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise BackupError(f"restore of {archive} into {scratch_db} failed: {proc.stderr.strip()}")
-    return {"manifest": manifest, "database": scratch_db}
+    return {"manifest": manifest, "database": scratch_db, "skipped_default_privileges": skipped}
+
+
+def others_default_privileges(params: dict[str, Any], entries: list[str]) -> tuple[list[str], list[str]]:
+    """The TOC without default privileges of roles the connected role is not a member of, and those left out.
+
+    ALTER DEFAULT PRIVILEGES FOR ROLE r needs membership in r: a migration role that is not a
+    superuser (Supabase's postgres) cannot restore supabase_admin's. They change no row, and a
+    scratch restore only compares rows; for a superuser nothing is left out."""
+    with connect(params, autocommit=True) as conn:
+        superuser, members = conn.execute(
+            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+            "array(SELECT rolname FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER'))").fetchone()
+    if superuser:
+        return entries, []
+    kept, skipped = [], []
+    for line in entries:
+        fields = toc_fields(line)
+        if fields and fields[0] == "DEFAULT ACL" and line.rsplit(" ", 1)[-1] not in members:
+            skipped.append(line.split(" ", 3)[-1])
+            continue
+        kept.append(line)
+    return kept, skipped
 
 
 def rehearse(params: dict[str, Any], archive: str, *, jobs: int = 1, bindir: str | None = None) -> dict[str, Any]:

@@ -284,3 +284,34 @@ def test_a_no_op_run_verifies_the_applied_specs_and_a_policy_edited_to_using_tru
     failed = [r["name"] for r in record["verification"]["results"] if r["status"] != "passed"]
     assert "RLS: a user sees only their own bots and API keys" in failed, failed
     assert record["changed"] == [] and "Verification failed" in " ".join(third.stdout.split())
+
+
+def test_a_run_killed_between_migrate_and_verify_is_reported_and_does_not_promote(team):
+    """Killed after 003 committed, before its verify: the next run (nothing pending) says so, and staging's
+    gate finds no completed dev record of 003."""
+    import signal
+
+    dev, staging = team["dev"], team["staging"]
+    child = dev.start("rollout.yml", "-e", "pgrollout_backup=false")
+    for line in child.stdout:  # the condition: the verify step begins after 003's commit
+        if "Run the newest changed file's spec" in line:
+            os.kill(child.pid, signal.SIGKILL)
+            break
+    child.wait()
+    assert ledger(dev.params) == ["001", "002", "003"]  # committed, never verified after the commit
+    (held,) = query(dev.params, "SELECT run_id FROM pgrollout.lease")
+
+    proc = dev.run()  # nothing pending: no lease taken, the dead one reported
+    said = " ".join(proc.stdout.split())
+    assert proc.returncode == 0, said[-3000:]
+    assert f"run {held[0]}" in said and "did not finish" in said and "003 up" in said, said[-3000:]
+    assert "This run verifies the applied specs as they stand now" in said
+    record = dev.evidence()[-1]
+    assert record["outcome"] == "no_change"
+    assert [r["run_id"] for r in record["target"]["unfinished_runs"]] == [held[0]]
+
+    refused = staging.run()
+    said = " ".join(refused.stdout.split())
+    assert refused.returncode != 0 and "was not rolled out and verified in dev" in said, said[-3000:]
+    assert "003_bot_registration_sharing (" in said
+    assert ledger(staging.params) == ["001", "002"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from conftest import REPO, execute, query, set_playbook
 from migsets import MigrationSet
+from sessions import Blocker
 
 WRAPPER = REPO / "scripts" / "pgrollout-run"
 
@@ -339,3 +340,20 @@ def test_a_read_replica_is_refused_by_every_playbook_that_writes(cluster, db, tm
         assert baseline.returncode != 0 and "is a read replica (in recovery)" in said and "primary" in said
     finally:
         standby.destroy()
+
+
+def test_an_orphaned_restore_rolls_back_like_an_orphaned_migration(playbook, db):
+    """SIGKILL ansible-playbook while pg_restore's psql waits for a lock: the restore must not commit."""
+    first = playbook.run()
+    assert first.returncode == 0, first.stdout[-3000:]
+    record = playbook.evidence()[-1]
+    with Blocker(db, "public.kb_patterns") as blocker:
+        proc = playbook.start("rollback.yml", *restore_args(record), "-e", "pgrollout_restore_lock_timeout=120s")
+        blocker.kill_when_queued(proc)  # the condition: the restore's transaction queued behind the blocker
+    # the orphan's psql gets its lock, runs the rest, and ends without our COMMIT
+    while query(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()") != [(0,)]:
+        pass
+    assert query(db, "SELECT to_regclass('public.bots')::text") == [("bots",)]  # 003 is still there
+    assert query(db, "SELECT max(version) FROM supabase_migrations.schema_migrations") == [("003",)]
+    assert query(db, "SELECT count(*) FROM pgrollout.history WHERE direction = 'restore'") == [(0,)]

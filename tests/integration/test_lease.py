@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -109,15 +107,7 @@ def test_a_killed_ansible_playbook_does_not_commit_and_the_next_run_recovers(pla
         proc = playbook.start("rollout.yml", "-e", "pgrollout_lock_timeout=500ms", "-e", "pgrollout_lock_retries=40",
                               "-e", "pgrollout_lock_retry_max_delay=0.5", "-e", "pgrollout_backup=false",
                               "-e", "preflight_blocker_min_seconds=3600")
-        # wait for the condition: the module is queued behind the blocker
-        waiting = []
-        while not waiting:
-            assert proc.poll() is None, proc.communicate()[0][-3000:]
-            waiting = query(db, "SELECT pid FROM pg_locks WHERE NOT granted AND relation = "
-                                "'public.kb_patterns'::regclass")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        blocker.release()
+        blocker.kill_when_queued(proc)  # the condition: the module is queued behind the blocker
     # the orphan goes on to its next attempt, sees its controller gone, rolls back and exits
     while query(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrollout' "
                     "AND pid <> pg_backend_pid()") != [(0,)]:
