@@ -87,6 +87,12 @@ options:
     description: statement_timeout of those checks.
     type: str
     default: 30s
+  max_file_mb:
+    description:
+      - A pending (or, rolling back, rollback) file bigger than this many MB is refused in C(plan_error)
+        before it is read; 0 for no limit.
+    type: int
+    default: 0
   backup:
     description:
       - The run takes a pg_dump backup. For a role that is not a superuser, C(privileges_missing)
@@ -239,6 +245,7 @@ def main() -> None:
         statement_timeout={"type": "str", "default": "30s"},
         settings={"type": "dict", "default": {}},
         backup={"type": "bool", "default": False},
+        max_file_mb={"type": "int", "default": 0},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
@@ -252,7 +259,7 @@ def main() -> None:
         with connect(p) as conn:
             facts = gather(conn, layout, p["rls_schemas"], p["long_running"], p["accept_drift"], p["rollback"],
                            p["require_spec"], p["allow_out_of_order"], p["target_version"], p["require_rollback"],
-                           p["rehearse"], p["backup"], p["checks_if_current"])
+                           p["rehearse"], p["backup"], p["checks_if_current"], p["max_file_mb"])
             if facts.get("privileges_missing"):  # preflight refuses: nothing more is read
                 module.exit_json(changed=False, facts=facts, record=for_record(facts))
             if p["checks_if_current"] and layout and not facts["migrations"]["pending_paths"] \

@@ -93,7 +93,7 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
            require_spec: bool = False, allow_out_of_order: list[str] = (),
            target_version: str | None = None, require_rollback: bool = False,
            rehearse: dict[str, Any] | None = None, backup: bool = False,
-           extra_checks: list[dict[str, Any]] = ()) -> dict[str, Any]:
+           extra_checks: list[dict[str, Any]] = (), max_file_mb: int = 0) -> dict[str, Any]:
     """Everything preflight needs, in one READ ONLY transaction.
 
     With `rollback` ({"to": version or None, "version": version or None}) the
@@ -126,13 +126,14 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
         if layout and rollback is None and rehearse is None:
             try:  # every pending file and spec read and checked before anything changes
                 to_lock = plan.build(layout, state["pending_paths"], "up", require_spec,
-                                     require_rollback=require_rollback)
+                                     require_rollback=require_rollback, max_file_mb=max_file_mb)
             except plan.PlanError as exc:
                 result["plan_error"] = str(exc)
         if rollback is not None and layout:
             try:
                 targets = plan.rollback_targets(state, rollback.get("to"), rollback.get("version"))
-                to_lock = plan.build(layout, [t["path"] for t in targets], "down", require_spec)
+                to_lock = plan.build(layout, [t["path"] for t in targets], "down", require_spec,
+                                     max_file_mb=max_file_mb)
                 result["rollback_plan"] = targets
             except plan.PlanError as exc:
                 result["rollback_plan"], result["rollback_error"] = [], str(exc)

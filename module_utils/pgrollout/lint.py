@@ -20,7 +20,7 @@ import subprocess
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from .sqlfile import MigrationFile
+from .sqlfile import MigrationFile, nodes
 
 # squawk rules about what pgrollout already does for every file
 SQUAWK_MOOT = ("require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts",
@@ -84,14 +84,12 @@ def _function_name(call: Any) -> tuple[str, ...]:
 
 
 def _own_rules(mf: MigrationFile, exposed: list[str], direction: str) -> list[dict[str, Any]]:
-    import pglast
     from pglast import ast
     from pglast.enums import AlterTableType, ConstrType, ObjectType
 
     findings, created, secured = [], {}, set()
     for stmt in mf.statements:
-        for raw in pglast.parse_sql(stmt.text):
-            node = raw.stmt
+        for node in nodes(stmt):
             if isinstance(node, ast.CreateStmt):
                 schema = node.relation.schemaname or "public"
                 if schema in exposed:

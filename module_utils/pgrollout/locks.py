@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .sqlfile import Statement
+from .sqlfile import Statement, nodes
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Cursor
@@ -91,12 +91,11 @@ def statement_locks(node: Any) -> list[tuple[Relation, str]]:
 
 def lock_plan(statements: list[Statement]) -> dict[Relation, str]:
     """(schema, name) as written -> strongest mode the migration takes on it."""
-    import pglast
 
     plan: dict[Relation, str] = {}
     for stmt in statements:
-        for raw in pglast.parse_sql(stmt.text):
-            for relation, mode in statement_locks(raw.stmt):
+        for node in nodes(stmt):
+            for relation, mode in statement_locks(node):
                 plan[relation] = stronger(plan.get(relation), mode)
     return plan
 

@@ -54,17 +54,32 @@ def _spec(path: str, required: bool, what: str) -> list[dict[str, Any]] | None:
         raise PlanError(str(exc)) from exc
 
 
+def refuse_too_big(path: str, max_mb: int) -> None:
+    """PlanError for a file over `max_mb` MB (0: no limit), before it is read or parsed."""
+    size = os.path.getsize(path) if max_mb and os.path.exists(path) else 0
+    if size > max_mb * 1024 * 1024:
+        raise PlanError(
+            f"{os.path.basename(path)} is {size / 1024 / 1024:.1f} MB, over pgrollout_max_migration_mb ({max_mb}): "
+            "every statement of a file is parsed and reviewed before the run, about a minute of CPU per 50 MB of "
+            "INSERTs (bench/big_file_preflight.py), with no output while it runs, and applied one statement at a "
+            "time. Load bulk data with COPY (psql's \\copy) outside the migration or split the file; or raise "
+            "pgrollout_max_migration_mb for this run (-e pgrollout_max_migration_mb=100). Nothing was changed.")
+
+
 def build(layout: Layout, files: list[str], direction: str = "up", require_spec: bool = False,
-          final_checks: list[dict[str, Any]] | None = None, require_rollback: bool = False) -> list[Item]:
+          final_checks: list[dict[str, Any]] | None = None, require_rollback: bool = False,
+          max_file_mb: int = 0) -> list[Item]:
     """Items for `files` (forward paths, in the order to run) with their rollback files and specs.
 
-    With `require_rollback`, a forward file without its rollback file is refused."""
+    With `require_rollback`, a forward file without its rollback file is refused; with `max_file_mb`,
+    a file bigger than that."""
     by_path = {os.path.realpath(m.up): m for m in layout.migrations()}
     items = []
     for path in files:
         migration = by_path.get(os.path.realpath(path))
         if migration is None:
             raise PlanError(f"{path} is not a migration of {layout.migrations_dir} ({layout.layout} layout)")
+        refuse_too_big(migration.up if direction == "up" else migration.down, max_file_mb)
         try:
             forward = sqlfile.load(migration.up, migration.version, migration.name)
             sqlfile.refuse_transaction_control(forward)

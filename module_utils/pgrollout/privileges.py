@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import ledger
+from .sqlfile import nodes
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Cursor
@@ -146,13 +147,12 @@ def statement_needs(node: Any, needs: Needs) -> None:
 
 
 def file_needs(files: list[MigrationFile]) -> Needs:
-    import pglast
 
     needs = Needs()
     for mf in files:
         for stmt in mf.statements:
-            for raw in pglast.parse_sql(stmt.text):
-                statement_needs(raw.stmt, needs)
+            for node in nodes(stmt):
+                statement_needs(node, needs)
     return needs
 
 

@@ -21,6 +21,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 LAYOUTS = ("supabase", "updown")
 SUPABASE_RE = re.compile(r"^([0-9]+)_(.+)\.sql$")
@@ -50,6 +51,17 @@ class Statement:
     kind: str  # parser node name, e.g. CreateStmt; '!' first when it cannot run in a transaction
     control: str = ""  # transaction or session control it does (COMMIT, SET ROLE at session level, ...)
     control_ack: str = ""  # the reason given inline with -- pgrollout: allow-transaction-control REASON
+    # the parse tree from the file's one parse (None when built from text alone): nodes() reads it
+    node: Any = field(default=None, compare=False, repr=False)
+
+
+def nodes(stmt: Statement) -> list[Any]:
+    """The statement's parse tree(s), from the file's parse when kept (a 50 MB file is not parsed again)."""
+    if stmt.node is not None:
+        return [stmt.node]
+    import pglast
+
+    return [raw.stmt for raw in pglast.parse_sql(stmt.text)]
 
 
 @dataclass(frozen=True)
@@ -197,12 +209,14 @@ def split_statements(text: str, path: str = "<sql>", raws: list[object] | None =
     slices = list(parser.split(text, with_parser=True, only_slices=True))
     regions = _bounds(text, raws)  # each statement with the comments before it
     statements = []
+    line, counted = 1, 0  # lines counted as the statements go: a count from the top each time is quadratic
     for i, (sl, raw, (start, end)) in enumerate(zip(slices, raws, regions, strict=True), start=1):
         control = _control(raw.stmt)
         ack = ALLOW_CONTROL_RE.search(text[start:end]) if control else None
-        statements.append(Statement(number=i, line=text.count("\n", 0, sl.start) + 1, text=text[sl],
+        line, counted = line + text.count("\n", counted, sl.start), sl.start
+        statements.append(Statement(number=i, line=line, text=text[sl],
                                     kind=_kind(raw.stmt), control=control,
-                                    control_ack=ack.group(1).strip() if ack else ""))
+                                    control_ack=ack.group(1).strip() if ack else "", node=raw.stmt))
     return statements
 
 

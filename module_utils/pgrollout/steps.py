@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import lease, ledger, locks, retry
 from .migrate import Item, MigrationError, Options, before_commit, skip_or_drift, statement_error, take_rollout_lock
-from .sqlfile import Statement
+from .sqlfile import Statement, nodes
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection, Cursor
@@ -37,12 +37,11 @@ def statement_sha(stmt: Statement) -> str:
 
 
 def _concurrent_index(stmt: Statement) -> Any | None:
-    import pglast
 
     if stmt.kind != "!IndexStmt":
         return None
-    (raw,) = pglast.parse_sql(stmt.text)
-    return raw.stmt
+    (node,) = nodes(stmt)
+    return node
 
 
 def _indexes(cur: Cursor, node: Any) -> list[tuple[str, str, bool]]:

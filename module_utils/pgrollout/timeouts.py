@@ -38,8 +38,9 @@ def check_settings(settings: dict[str, object]) -> None:
     for name, value in settings.items():
         if name.endswith("_timeout"):
             seconds(value, name)  # type: ignore[arg-type]
-        elif name in ("pgrollout_lease_ttl", "pgrollout_lock_retries", "pgrollout_backup_keep"):
-            minimum = 0 if name == "pgrollout_lock_retries" else 1
+        elif name in ("pgrollout_lease_ttl", "pgrollout_lock_retries", "pgrollout_backup_keep",
+                      "pgrollout_max_migration_mb"):
+            minimum = 0 if name in ("pgrollout_lock_retries", "pgrollout_max_migration_mb") else 1
             try:
                 number = int(str(value))
             except ValueError:

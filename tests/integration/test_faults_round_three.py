@@ -357,3 +357,27 @@ def test_an_orphaned_restore_rolls_back_like_an_orphaned_migration(playbook, db)
     assert query(db, "SELECT to_regclass('public.bots')::text") == [("bots",)]  # 003 is still there
     assert query(db, "SELECT max(version) FROM supabase_migrations.schema_migrations") == [("003",)]
     assert query(db, "SELECT count(*) FROM pgrollout.history WHERE direction = 'restore'") == [(0,)]
+
+
+def test_a_migration_over_the_size_limit_is_refused_before_it_is_parsed(empty_db, tmp_path):
+    """A bulk-data file over pgrollout_max_migration_mb is refused in preflight with the reason and the way out;
+    under the limit the same file runs, its statements' lines counted right (bench/big_file_preflight.py times it)."""
+    rows = "".join(f"INSERT INTO bulk (id, note) VALUES ({i}, 'row {i}');\n" for i in range(30000))
+    mset = MigrationSet(tmp_path / "set")
+    path = mset.add("001", "bulk", "CREATE TABLE bulk (id int PRIMARY KEY, note text);\n" + rows, "DROP TABLE bulk;\n")
+    size = f"{path.stat().st_size / 1024 / 1024:.1f} MB"
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    for args in (("--check",), ()):
+        proc = book.run("rollout.yml", "-e", "pgrollout_max_migration_mb=1", *args)
+        said = " ".join(proc.stdout.split())
+        assert proc.returncode != 0 and f"001_bulk.sql is {size}, over pgrollout_max_migration_mb (1)" in said, \
+            said[-3000:]
+        assert "COPY" in said and "Nothing was changed" in said and book.evidence()[-1]["outcome"] == "refused"
+    assert query(empty_db, "SELECT to_regclass('bulk')") == [(None,)]
+    proc = book.run("rollout.yml", "-e", "pgrollout_max_migration_mb=0", "-e", "pgrollout_backup=false")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert query(empty_db, "SELECT count(*), max(id) FROM bulk") == [(30000, 29999)]
+    from pgrollout import sqlfile
+
+    statements = sqlfile.load(str(path), "001", "bulk").statements
+    assert [s.line for s in statements[:3]] == [1, 2, 3] and statements[-1].line == 30001
