@@ -87,6 +87,12 @@ options:
     description: statement_timeout of those checks.
     type: str
     default: 30s
+  accept_schema_drift_reason:
+    description:
+      - With C(schema_drift) found, record the live catalog as the recorded state, with this reason
+        (the one write this module makes; not in check mode). Empty - record nothing.
+    type: str
+    default: ""
   max_file_mb:
     description:
       - A pending (or, rolling back, rollback) file bigger than this many MB is refused in C(plan_error)
@@ -160,6 +166,13 @@ facts:
       description: With O(checks_if_current) and nothing to run, the applied specs' checks (see C(verify_specs)).
       type: dict
     lease: {description: The run lease held on the database (pg_lease), or null., type: dict}
+    schema_drift:
+      description:
+        - The live catalog against the snapshot the last run that changed the target recorded
+          (pgrollout.catalog_snapshots) - recorded (false when none is yet), run_id and at of that
+          snapshot, changes (one per object, kind, object, before, after, message), accepted (the
+          reason, when O(accept_schema_drift_reason) recorded the live state).
+      type: dict
     unfinished_runs:
       description:
         - Runs since the last one that released its lease which changed the target but never released
@@ -196,7 +209,7 @@ try:  # this repository (ansible.cfg: module_utils = ./module_utils)
     from ansible.module_utils.pgrollout import modules
     from ansible.module_utils.pgrollout.checks import SpecError, after_commit, report, run, spec_checks, validate
     from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.facts import for_record, gather, pooler
+    from ansible.module_utils.pgrollout.facts import accept_drift, for_record, gather, pooler
     from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError
     from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
     from ansible.module_utils.pgrollout.timeouts import TimeoutSettingError, check_settings
@@ -214,7 +227,12 @@ except ImportError:  # installed as the collection pgrollout.postgresql
         CONNECTION_ARGUMENT_SPEC,
         connect,
     )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.facts import for_record, gather, pooler
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.facts import (
+        accept_drift,
+        for_record,
+        gather,
+        pooler,
+    )
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import (
         LAYOUT_ARGUMENT_SPEC,
         Layout,
@@ -246,6 +264,7 @@ def main() -> None:
         settings={"type": "dict", "default": {}},
         backup={"type": "bool", "default": False},
         max_file_mb={"type": "int", "default": 0},
+        accept_schema_drift_reason={"type": "str", "default": ""},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
@@ -262,6 +281,9 @@ def main() -> None:
                            p["rehearse"], p["backup"], p["checks_if_current"], p["max_file_mb"])
             if facts.get("privileges_missing"):  # preflight refuses: nothing more is read
                 module.exit_json(changed=False, facts=facts, record=for_record(facts))
+            drift = facts.get("schema_drift") or {}
+            if drift.get("changes") and p["accept_schema_drift_reason"].strip() and not module.check_mode:
+                accept_drift(conn, p["accept_schema_drift_reason"], drift)
             if p["checks_if_current"] and layout and not facts["migrations"]["pending_paths"] \
                     and not facts["migrations"]["drift_accepted"]:
                 facts["audit"] = report(run(conn, validate(p["checks_if_current"]), p["statement_timeout"]))
@@ -276,7 +298,8 @@ def main() -> None:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
         module.fail_json(msg=modules.describe(exc, "reading the target's state"))
-    module.exit_json(changed=False, facts=facts, record=for_record(facts))
+    module.exit_json(changed=bool((facts.get("schema_drift") or {}).get("accepted")), facts=facts,
+                     record=for_record(facts))
 
 
 if __name__ == "__main__":

@@ -165,6 +165,8 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
             # runs that changed the target and never finished (killed): their changes have no record
             "unfinished_runs": preflight.get("unfinished_runs") or [],
         },
+        # the catalog against the last changing run's snapshot: one entry per drifted object
+        "schema_drift": preflight.get("schema_drift"),
         "backup": _pick(steps.get("backup"), BACKUP_FIELDS),
         "backup_rehearsal": _pick(steps.get("backup_rehearsal"), REHEARSAL_FIELDS),
         "restore": _pick(steps.get("restore"), RESTORE_FIELDS),
@@ -387,6 +389,14 @@ def junit(record: dict[str, Any]) -> str:
             elif r.get("status") == "error":
                 ET.SubElement(case, "error", message=str(r.get("error"))[:500])
             cases.append(case)
+    drift = record.get("schema_drift") or {}
+    for change in drift.get("changes") or []:
+        case = ET.Element("testcase", classname="schema_drift", name=f"{change.get('kind')} {change.get('object')}")
+        if drift.get("accepted"):
+            ET.SubElement(case, "skipped", message=f"acknowledged: {drift['accepted']}"[:500])
+        else:
+            ET.SubElement(case, "failure", message=str(change.get("message"))[:500])
+        cases.append(case)
     if record.get("partially_applied"):
         left = record["partially_applied"]
         case = ET.Element("testcase", classname="run", name=f"{os.path.basename(str(left.get('file')))} left nothing")

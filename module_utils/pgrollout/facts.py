@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import connection, lease, ledger, locks, plan, privileges, sqlfile
+from . import connection, lease, ledger, locks, plan, privileges, schema, sqlfile
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection, Cursor
@@ -64,9 +64,17 @@ def for_record(facts: dict[str, Any]) -> dict[str, Any]:
     return {"facts": {"server_version": facts.get("server_version"), "database": facts.get("database"),
                       "long_running_sessions": facts.get("long_running_sessions"),
                       "unfinished_runs": facts.get("unfinished_runs") or [],
+                      "schema_drift": facts.get("schema_drift"),
                       "migrations": {"applied": migrations.get("applied"), "pending": migrations.get("pending"),
                                      "target_version": migrations.get("target_version"),
                                      "beyond_target": migrations.get("beyond_target")}}}
+
+
+def accept_drift(conn: Connection, reason: str, drift: dict[str, Any]) -> None:
+    """The operator acknowledged the drift: the live catalog becomes the recorded state, with the reason."""
+    with conn.transaction(), conn.cursor() as cur:
+        schema.store(cur, None, note=f"drift accepted: {reason.strip()}")
+    drift["accepted"] = reason.strip()
 
 
 def pooler(params: dict[str, Any]) -> dict[str, Any]:
@@ -111,6 +119,7 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
         result.update({"rls": rls(cur, rls_schemas), "long_running_sessions": sessions(cur, long_running),
                        "lease": lease.holder(cur)})
         result["unfinished_runs"] = lease.unfinished(cur, result["lease"])
+        result["schema_drift"] = schema.drift(cur)  # the live catalog against the last changing run's
         state = plan.status(cur, layout, accept_drift, allow_out_of_order, target_version) if layout else {
             "applied": [a.version for _, a in sorted(ledger.read(cur).items())]}
         result["migrations"] = state

@@ -81,6 +81,14 @@ SCHEMA_PARTS: tuple[tuple[str, str], ...] = (
         by_run_id text,
         by_user text NOT NULL DEFAULT current_user,
         reason text)"""),
+    # the catalog as the last run that changed the target left it (schema.py): drift is measured against it
+    ("table pgrollout.catalog_snapshots", """CREATE TABLE IF NOT EXISTS pgrollout.catalog_snapshots (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        run_id text,
+        digest text NOT NULL,
+        objects jsonb NOT NULL,
+        note text)"""),
 )
 
 _EXISTING_SQL = """

@@ -497,7 +497,11 @@ def apply_plan(conn: Connection, items: list[Item], options: Options | None = No
             _apply_each(conn, items, opts, results)
     except MigrationError as exc:
         exc.details["results"] = results
+        if not opts.check_mode and (any(r.get("changed") for r in results) or exc.details.get("partial")):
+            _record_catalog(conn, opts)  # what stays is this run's doing, not drift
         raise
+    if not opts.check_mode and any(r.get("changed") for r in results):
+        _record_catalog(conn, opts)
     summary: dict[str, Any] = {"results": results, "changed": any(r.get("changed") for r in results),
                                # what the verify step runs after the commit (the dry run ran it: its results)
                                "after_commit": after or checks_mod.after_commit(results)}
@@ -564,6 +568,16 @@ def left_behind(conn: Connection, item: Item, before: dict[str, Any] | None,
                       else "")
                    + (f"left on the target: {', '.join(changed)}; " if changed else "")
                    + (f"INVALID index(es) {', '.join(invalid)}; " if invalid else "") + resume + "."}
+
+
+def _record_catalog(conn: Connection, opts: Options) -> None:
+    """The catalog as this run left it, the state drift is measured against (never masks the run's own error)."""
+    import contextlib
+
+    import psycopg
+
+    with contextlib.suppress(psycopg.Error), conn.transaction(), conn.cursor() as cur:
+        schema.store(cur, opts.run_id)
 
 
 def _snapshot(conn: Connection) -> dict[str, Any]:

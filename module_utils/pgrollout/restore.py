@@ -38,7 +38,8 @@ _SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema', 'pg_toast')"
 TOOL_SCHEMAS = ("pgrollout", "supabase_migrations")
 # pgrollout's records of what happened to the target (not its state): a restore keeps them as they are,
 # so the restoring run's lease stays held and the history keeps every apply since the backup, and the restore
-KEPT_RECORDS = ("lease", "lease_events", "history", "lease_events_id_seq", "history_id_seq")
+KEPT_RECORDS = ("lease", "lease_events", "history", "lease_events_id_seq", "history_id_seq", "catalog_snapshots",
+                "catalog_snapshots_id_seq")
 _TOC_HEAD_RE = re.compile(r"^\d+; \d+ \d+ ")
 
 
@@ -297,7 +298,18 @@ def restore_target(params: dict[str, Any], archive: str, *, schemas: list[str] |
         with client_environment(params) as env:
             _pipe(restore_cmd, psql, env, f"restore of {archive} into {params['login_db']}", _setting(lock_timeout),
                   preamble, _history_entry(params, archive, manifest, run_id), watch)
+    _record_catalog(params, run_id)
     return {"manifest": manifest, **public(what)}
+
+
+def _record_catalog(params: dict[str, Any], run_id: str | None) -> None:
+    """The restored catalog is the recorded state from now on (drift is measured against it)."""
+    from . import schema
+
+    with connect(params) as conn, conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('pgrollout.catalog_snapshots') IS NOT NULL")
+        if cur.fetchone()[0]:
+            schema.store(cur, run_id, note="restore")
 
 
 def _history_entry(params: dict[str, Any], archive: str, manifest: dict[str, Any], run_id: str | None) -> str:
