@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: rollout dry-run test lint molecule venv collection ee-context db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations bench-big-file bench-fleet status new-migration spec lint-migrations
+.PHONY: rollout dry-run test lint molecule venv collection ee-context db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations bench-big-file bench-catalog bench-fleet status new-migration spec lint-migrations
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pgrollout needs Python >= 3.11 (ansible-core 2.19): set PYTHON=")'
@@ -69,6 +69,9 @@ bench-many-migrations: venv
 
 bench-big-file: venv
 	$(BIN)/python bench/big_file_preflight.py
+
+bench-catalog: venv
+	$(BIN)/python bench/catalog_snapshot.py
 
 # Every environment's status side by side (an environment that cannot be
 # reached, has no target, or whose vault cannot be decrypted says so and the

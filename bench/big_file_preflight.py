@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "module_utils")]
 
 import localpg  # noqa: E402
-from pgrollout import connection, lint, locks, privileges, sqlfile  # noqa: E402
+from pgrollout import lint, locks, privileges, sqlfile  # noqa: E402
 from pgrollout.connection import client_environment  # noqa: E402
 
 
@@ -68,25 +68,24 @@ def main() -> int:
     path = base / "010_big_import.sql"
     count = write(path, args.mb)
     print(f"{path.name}: {path.stat().st_size / 1024 / 1024:.1f} MB, {count} INSERTs")
-    cluster = localpg.LocalCluster(Path(tempfile.mkdtemp(prefix="pgrollout-bench-pg-")), localpg.free_port(), fast=True)
     try:
-        cluster.init()
-        cluster.start()
-        with connection.connect(cluster.params(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench")
-        params = cluster.params("bench")
-        with client_environment(params) as env:
-            psql = ["psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null", "-f", str(path)]
-            measured("(a) psql -1 -f (parse and apply)", lambda: subprocess.run(psql, env=env, check=True))
-        mf = measured("(b) pgrollout reads the file (one parse)", lambda: sqlfile.load(str(path), "010", "big_import"))
-        measured("(c) lock plan and privilege needs from that parse",
-                 lambda: (locks.lock_plan(mf.statements), privileges.file_needs([mf])))
-        measured("(d) migration review (pgrollout's rules and squawk)", lambda: lint.lint([(mf, "up")], ["public"]))
-        print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
+        with localpg.disposable_database("pgrollout-bench-pg-") as params:
+            run(params, path)
     finally:
-        cluster.destroy()
         path.unlink()
     return 0
+
+
+def run(params: dict, path: Path) -> None:
+    """(a) to (d) of the docstring, on `params`' database."""
+    with client_environment(params) as env:
+        psql = ["psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null", "-f", str(path)]
+        measured("(a) psql -1 -f (parse and apply)", lambda: subprocess.run(psql, env=env, check=True))
+    mf = measured("(b) pgrollout reads the file (one parse)", lambda: sqlfile.load(str(path), "010", "big_import"))
+    measured("(c) lock plan and privilege needs from that parse",
+             lambda: (locks.lock_plan(mf.statements), privileges.file_needs([mf])))
+    measured("(d) migration review (pgrollout's rules and squawk)", lambda: lint.lint([(mf, "up")], ["public"]))
+    print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
 
 
 if __name__ == "__main__":

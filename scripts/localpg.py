@@ -11,6 +11,7 @@ superuser password is generated and kept in a 0600 file beside the data.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import pwd
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,6 +143,20 @@ class LocalCluster:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def disposable_database(prefix: str, name: str = "bench") -> Iterator[dict]:
+    """Connection parameters of database `name` on a fast cluster of its own, destroyed afterwards (benchmarks)."""
+    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix=prefix)), free_port(), fast=True)
+    try:
+        cluster.init()
+        cluster.start()
+        with connection.connect(cluster.params(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        yield cluster.params(name)
+    finally:
+        cluster.destroy()
 
 
 def prepare_database(params: dict, upto: str | None = "002", seed: bool = True) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import lease, ledger, sqlfile
+from . import lease, ledger, schema, sqlfile
 from .plan import Layout, PlanError
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
@@ -47,6 +47,8 @@ def baseline(conn: Connection, layout: Layout, upto: str, reason: str, run_id: s
                 ledger.record(cur, version=mf.version, name=mf.name, statements=mf.ledger_statements,
                               checksum=mf.checksum, direction="baseline", duration_ms=0, run_id=run_id,
                               note=reason)
+            # the adopted database's catalog is the recorded state drift is measured against from now on
+            schema.store(cur, run_id, note=f"baseline: {reason}")
     return {"recorded": [m.version for m in todo],
             "already": [m.version for m in migrations if m not in todo], "reason": reason}
 
@@ -77,4 +79,6 @@ def repair(conn: Connection, layout: Layout, version: str, mark: str, reason: st
                 ledger.record(cur, version=entry.version, name=entry.name or "", statements=[],
                               checksum=entry.checksum or "", direction="repair_reverted", duration_ms=0,
                               run_id=run_id, note=reason)
+        if not check_mode:  # the catalog as the repair by hand left it
+            schema.store(cur, run_id, note=f"repair: {reason}")
     return {"version": version, "mark": mark, "reason": reason}

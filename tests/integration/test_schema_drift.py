@@ -67,6 +67,8 @@ def test_drift_refuses_outside_dev_until_acknowledged_and_names_every_object(clu
                          "Nothing was changed", "pgrollout_accept_drift_reason"):
             assert expected in text, (expected, text[-4000:])
         assert book.evidence()[-1]["outcome"] == "refused"
+    status = ok(book.run("status.yml"))  # read-only: the status shows the drift too
+    assert "schema drift: policy public.bots.bots_select_own: was" in said(status), said(status)[-3000:]
     assert query(db, "SELECT count(*) FROM pgrollout.lease_events WHERE event = 'acquired'")[0][0] == 1
     assert query(db, "SELECT count(*) FROM pgrollout.history") == before
     # what breaks 003's spec is reverted (an acknowledged drift still has to pass the applied specs)
