@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection
 
-CHECK_KEYS = {"name", "sql", "params", "expect", "severity", "role", "claims", "description", "setup", "lasting"}
+CHECK_KEYS = {"name", "sql", "params", "expect", "severity", "role", "claims", "description", "setup", "lasting",
+              "catalog"}
 EXPECT_KEYS = {"rows", "count", "jmespath", "sqlstate", "ordered"}
 EXPECT_KINDS = ("rows", "count", "jmespath", "sqlstate")
 SEVERITIES = ("fail", "warn")
@@ -63,6 +64,8 @@ def validate(checks: Any) -> list[dict[str, Any]]:
         unknown = set(check) - CHECK_KEYS
         if unknown:
             raise _check_error(index, check, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(CHECK_KEYS)}")
+        if check.get("catalog") is not None:
+            check = _catalog_check(index, check)
         for key in ("name", "sql", "expect"):
             if not check.get(key):
                 raise _check_error(index, check, f"'{key}' is required")
@@ -98,6 +101,18 @@ def validate(checks: Any) -> list[dict[str, Any]]:
             raise _check_error(index, check, f"role is one of {ROLES}")
         result.append({**check, "severity": severity, "params": check.get("params") or {}})
     return result
+
+
+def _catalog_check(index: int, check: dict[str, Any]) -> dict[str, Any]:
+    """`catalog: {kind, object}`: the object's definition as the catalog snapshot (schema.py) reads it."""
+    from . import schema
+
+    spec = check["catalog"]
+    if not isinstance(spec, dict) or set(spec) != {"kind", "object"} or spec["kind"] not in schema.KINDS:
+        raise _check_error(index, check, f"'catalog' is {{kind, object}} with kind one of {', '.join(schema.KINDS)}")
+    if check.get("sql") or check.get("params"):
+        raise _check_error(index, check, "a 'catalog' check has no 'sql' or 'params' of its own")
+    return {**check, "sql": schema.object_sql(spec["kind"]), "params": {"object": str(spec["object"])}}
 
 
 SPEC_KEYS = {"migration", "description", "checks"}

@@ -110,6 +110,19 @@ _QUERIES: dict[str, str] = {
 }
 
 
+KINDS = tuple(_QUERIES)
+
+
+def object_sql(kind: str) -> str:
+    """SQL returning one object's definition from the snapshot's own query, the key as %(object)s."""
+    return (f"SELECT definition FROM ({_QUERIES[kind].replace('%', '%%')}) AS snapshot(key, definition) "
+            "WHERE key = %(object)s")
+
+
+def singular(kind: str) -> str:
+    return _SINGULAR.get(kind, kind)
+
+
 def snapshot(cur: Cursor) -> dict[str, dict[str, str]]:
     """Key -> normalised definition, per kind, for every user schema (extension members left out)."""
     result: dict[str, dict[str, str]] = {}

@@ -2,108 +2,49 @@
 
 The migration (and the pending files before it) runs in a transaction that is
 rolled back, as the dry run does; the catalog is read before and after it, and
-the difference becomes checks: the tables, columns, indexes, constraints
-(foreign keys included), functions, RLS state and policies that must exist
-after the forward file, and for the rollback spec that they are gone again
-(and what the migration dropped or changed is back). Names travel as query
-parameters, never inside the SQL text.
+the difference of the catalog snapshot (schema.py) becomes checks: every object
+added or changed, by its definition (a policy's expressions, a constraint's
+definition, a trigger, a grant, an extension), and every object dropped; for
+the rollback spec, that they are back as before. Each check is a `catalog`
+check (kind and key): the key travels as a query parameter, never inside the
+SQL text.
 """
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import ledger, migrate
+from . import ledger, migrate, schema
 from .plan import Layout, PlanError
 from .sqlfile import load
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection, Cursor
 
-_SKIP = "('pg_catalog', 'information_schema', 'pg_toast', 'supabase_migrations', 'pgrollout')"
-_CATALOG = {
-    "table": (f"SELECT schemaname, tablename, NULL FROM pg_tables WHERE schemaname NOT IN {_SKIP}",
-              "SELECT 1 FROM pg_tables WHERE schemaname = %(schema)s AND tablename = %(name)s"),
-    "rls": (f"""SELECT n.nspname, c.relname, c.relrowsecurity FROM pg_class c
-               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')
-               AND n.nspname NOT IN {_SKIP}""",
-            """SELECT c.relrowsecurity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = %(schema)s AND c.relname = %(name)s"""),
-    "column": (f"""SELECT table_schema, table_name || '.' || column_name, data_type || ' ' || is_nullable
-                  FROM information_schema.columns WHERE table_schema NOT IN {_SKIP}""",
-               """SELECT data_type || ' ' || is_nullable FROM information_schema.columns
-                  WHERE table_schema = %(schema)s AND table_name = %(table)s AND column_name = %(column)s"""),
-    "policy": (f"""SELECT schemaname, tablename || '.' || policyname, cmd FROM pg_policies
-                  WHERE schemaname NOT IN {_SKIP}""",
-               """SELECT cmd FROM pg_policies
-                  WHERE schemaname = %(schema)s AND tablename = %(table)s AND policyname = %(policy)s"""),
-    "index": (f"SELECT schemaname, indexname, tablename FROM pg_indexes WHERE schemaname NOT IN {_SKIP}",
-              "SELECT tablename FROM pg_indexes WHERE schemaname = %(schema)s AND indexname = %(name)s"),
-    "constraint": (f"""SELECT n.nspname, r.relname || '.' || c.conname, c.contype::text FROM pg_constraint c
-                      JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace
-                      WHERE n.nspname NOT IN {_SKIP}""",
-                   """SELECT c.contype::text FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
-                      JOIN pg_namespace n ON n.oid = r.relnamespace
-                      WHERE n.nspname = %(schema)s AND r.relname = %(table)s AND c.conname = %(constraint)s"""),
-    "function": (f"""SELECT n.nspname, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', NULL
-                    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                    WHERE n.nspname NOT IN {_SKIP} AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                      WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')""",
-                 """SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                    WHERE n.nspname = %(schema)s AND p.proname = %(name)s
-                    AND pg_get_function_identity_arguments(p.oid) = %(args)s"""),
-}
-# The two-part names (table.column, table.policy, table.constraint) are split on the first dot of what the
-# catalog returned; the table's own name comes from pg_class, so a dot inside it would be ambiguous.
-_PARTS = {"column": ("table", "column"), "policy": ("table", "policy"), "constraint": ("table", "constraint")}
+def catalog(cur: Cursor) -> dict[tuple[str, str], str]:
+    """(kind, key) -> definition: the catalog snapshot (schema.py), flattened."""
+    return {(kind, key): definition for kind, objects in schema.snapshot(cur).items()
+            for key, definition in objects.items()}
 
 
-def catalog(cur: Cursor) -> dict[tuple[str, str, str], Any]:
-    """(kind, schema, name) -> value, for every object a spec can check."""
-    objects: dict[tuple[str, str, str], Any] = {}
-    for kind, (sql, _) in _CATALOG.items():
-        cur.execute(sql)
-        for schema, name, value in cur.fetchall():
-            objects[(kind, schema, name)] = True if value is None else value  # tables, functions: they exist
-    return objects
+def _check(kind: str, key: str, definition: str | None, stem: str) -> dict[str, Any]:
+    """A check that the object's definition is `definition` (None: the object is absent)."""
+    label = f"{schema.singular(kind)} {key}"
+    check = {"catalog": {"kind": kind, "object": key}}
+    if definition is None:
+        return {"name": f"{label} is absent", **check, "expect": {"count": 0}}
+    return {"name": f"{label} as {stem} leaves it", **check, "expect": {"rows": [[definition]]}}
 
 
-def _params(kind: str, schema: str, name: str) -> dict[str, str]:
-    if kind in _PARTS:
-        first, second = name.split(".", 1)
-        return {"schema": schema, _PARTS[kind][0]: first, _PARTS[kind][1]: second}
-    if kind == "function":
-        fname, args = name.split("(", 1)
-        return {"schema": schema, "name": fname, "args": args[:-1]}
-    return {"schema": schema, "name": name}
-
-
-def _check(kind: str, schema: str, name: str, value: Any) -> dict[str, Any]:
-    """A check that the object is as `value` says (None: absent)."""
-    label = f"{'table' if kind == 'rls' else kind} {schema}.{name}"
-    sql = " ".join(_CATALOG[kind][1].split())
-    if value is None:
-        return {"name": f"{label} is absent", "sql": sql, "params": _params(kind, schema, name),
-                "expect": {"count": 0}}
-    if kind in ("table", "function"):
-        return {"name": f"{label} exists", "sql": sql, "params": _params(kind, schema, name),
-                "expect": {"count": 1}}
-    shown = {"rls": lambda v: f"row-level security {'on' if v else 'off'}"}.get(kind, lambda v: f"is {v}")(value)
-    return {"name": f"{label} {shown}", "sql": sql, "params": _params(kind, schema, name),
-            "expect": {"rows": [[value]]}}
-
-
-def checks_between(before: dict, after: dict) -> list[dict[str, Any]]:
-    """Checks that hold in `after` and not in `before`: what changed, was added or dropped."""
+def checks_between(before: dict, after: dict, stem: str) -> list[dict[str, Any]]:
+    """Checks that hold in `after` and not in `before`: every object added, dropped or whose definition changed,
+    compared by definition (a foreign key turned ON DELETE CASCADE, a policy's USING, a trigger, a grant)."""
+    order = {kind: i for i, kind in enumerate(schema.KINDS)}
     result = []
-    for key in sorted(set(before) | set(after), key=lambda k: (k[0] != "table", k)):
-        old, new = before.get(key, ...), after.get(key, ...)
-        if old == new:
-            continue
-        kind, schema, name = key
-        if kind == "rls" and new is ... or (kind == "rls" and old is ... and new is False):
-            continue  # a dropped table's RLS goes with it; a new table without RLS: the audit says so
-        result.append(_check(kind, schema, name, None if new is ... else new))
+    for key in sorted(set(before) | set(after), key=lambda k: (order.get(k[0], 99), k[1])):
+        old, new = before.get(key), after.get(key)
+        if old != new:
+            result.append(_check(key[0], key[1], new, stem))
     return result
 
 
@@ -162,13 +103,14 @@ def generate(conn: Connection, layout: Layout, version: str, force: bool = False
     """Write the forward and rollback specs of `version`; returns what was written or kept."""
     seen = observe(conn, layout, version)
     target = seen["migration"]
-    forward = checks_between(seen["before"], seen["after"])
+    forward = checks_between(seen["before"], seen["after"], target.stem)
     if not forward:
-        raise PlanError(f"{target.stem} changes nothing a spec can check (tables, columns, indexes, constraints, "
-                        "functions, RLS, policies): write its checks by hand")
+        raise PlanError(f"{target.stem} changes nothing in the catalog ({', '.join(schema.KINDS)}): a data-only "
+                        "file needs checks written by hand (README, Verification specs)")
     specs = [(target.spec, forward, False)]
     if "rolled_back" in seen:
-        back = checks_between(seen["after"], seen["rolled_back"]) or checks_between(seen["after"], seen["before"])
+        back = checks_between(seen["after"], seen["rolled_back"], f"the rollback of {target.stem}") \
+            or checks_between(seen["after"], seen["before"], f"the rollback of {target.stem}")
         specs.append((target.rollback_spec, back, True))
     result: dict[str, Any] = {"written": [], "kept": []}
     for path, found, rollback in specs:

@@ -86,11 +86,15 @@ def test_a_scaffolded_migration_with_generated_specs_rolls_out_rehearses_and_rol
     proc = playbook.run("spec.yml", "-e", "pgrollout_spec_version=004")
     assert proc.returncode == 0, proc.stdout[-3000:]
     spec = load_spec(str(mset.verification / "004_add_bot_notes.yml"))
-    names = {c["name"] for c in spec}
-    assert 'table public.Bot Notes exists' in names and "table public.Bot Notes row-level security on" in names
-    assert "policy public.Bot Notes.notes of my bots is SELECT" in names
-    assert "column public.bots.note_count is integer NO" in names
-    assert any(n.startswith("constraint public.Bot Notes.") and n.endswith("is f") for n in names)
+    names = {c["name"]: c for c in spec}
+    leaves = "as 004_add_bot_notes leaves it"
+    assert names[f'table public."Bot Notes" {leaves}']["expect"] == {"rows": [["rls on"]]}
+    assert names[f'policy public."Bot Notes"."notes of my bots" {leaves}']["expect"]["rows"][0][0].startswith(
+        "permissive select to authenticated using ((bot_id IN")
+    assert names[f"column public.bots.note_count {leaves}"]["expect"] == {"rows": [["integer not null default 0"]]}
+    keys = [c["expect"]["rows"][0][0] for n, c in names.items()
+            if n.startswith('constraint public."Bot Notes".') and "rows" in c["expect"]]
+    assert any(k.startswith("FOREIGN KEY (bot_id)") and k.endswith("ON DELETE CASCADE") for k in keys), keys
     layout = plan.Layout(str(mset.migrations), str(mset.rollbacks), str(mset.verification))
     # the generated checks fail on the unmigrated database...
     with connection.connect(db) as conn:

@@ -118,3 +118,36 @@ def test_the_diff_shows_a_new_trigger_and_an_extension_not_its_member_functions(
     assert "extension pg_trgm: version" in text, text[-3000:]
     assert 'trigger public."Notes"."Notes stamp": CREATE TRIGGER "Notes stamp" BEFORE INSERT' in text, text[-3000:]
     assert "similarity" not in text and "gtrgm" not in text  # pg_trgm's member functions
+
+
+def test_a_generated_spec_checks_definitions_so_a_cascade_file_gets_a_check_that_fails_before_it(empty_db, tmp_path):
+    from pgrollout import connection, plan, specgen
+    from pgrollout.checks import load_spec
+    from pgrollout.checks import run as run_checks
+
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "parent_child", 'CREATE TABLE parent (id int PRIMARY KEY);\nCREATE TABLE "Child" (id int '
+                                    'PRIMARY KEY, parent_id int CONSTRAINT "Child parent" REFERENCES parent (id));\n',
+             'DROP TABLE "Child";\nDROP TABLE parent;\n')
+    mset.add("002", "cascade", 'ALTER TABLE "Child" DROP CONSTRAINT "Child parent", ADD CONSTRAINT "Child parent" '
+                               "FOREIGN KEY (parent_id) REFERENCES parent (id) ON DELETE CASCADE;\n",
+             'ALTER TABLE "Child" DROP CONSTRAINT "Child parent", ADD CONSTRAINT "Child parent" '
+             "FOREIGN KEY (parent_id) REFERENCES parent (id);\n",
+             spec="checks:\n  - name: placeholder\n    sql: SELECT 1\n    expect: {count: 1}\n")
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    ok(book.run("rollout.yml", "-e", "pgrollout_target_version=001", "-e", "pgrollout_backup=false"))
+    (mset.verification / "002_cascade.yml").unlink()
+    layout = plan.Layout(str(mset.migrations), str(mset.rollbacks), str(mset.verification))
+    with connection.connect(empty_db) as conn:
+        written = specgen.generate(conn, layout, "002")["written"]
+    assert [w["checks"] for w in written] == [1, 1], written
+    spec = load_spec(str(mset.verification / "002_cascade.yml"))
+    (check,) = spec
+    assert check["name"] == 'constraint public."Child"."Child parent" as 002_cascade leaves it'
+    assert check["expect"] == {"rows": [["FOREIGN KEY (parent_id) REFERENCES parent(id) ON DELETE CASCADE"]]}
+    with connection.connect(empty_db) as conn:
+        assert [r["status"] for r in run_checks(conn, spec)] == ["failed"]  # before the file
+    ok(book.run("rollout.yml", "-e", "pgrollout_backup=false"))
+    with connection.connect(empty_db) as conn:
+        assert [r["status"] for r in run_checks(conn, spec)] == ["passed"]  # after it
+    assert book.evidence()[-1]["verification"]["passed"] >= 1
