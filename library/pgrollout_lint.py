@@ -34,7 +34,14 @@ options:
     elements: str
   exposed_schemas: {description: Schemas the API exposes., type: list, elements: str, default: [public]}
   acknowledged: {description: Findings let through, as rule:file., type: list, elements: str, default: []}
-  squawk_config: {description: A .squawk.toml to use., type: path}
+  squawk_config:
+    description:
+      - A .squawk.toml to use (default - one in the current folder). Its C(excluded_rules) are added to
+        the rules pgrollout excludes (squawk's own --exclude would replace them).
+    type: path
+  pg_version:
+    description: The target's PostgreSQL version (major.minor) squawk judges by; default 15.0.
+    type: str
   json_path: {description: Write the report here as JSON., type: path}
   junit_path: {description: Write the report here as JUnit XML., type: path}
   fail_on_error:
@@ -116,6 +123,7 @@ def main() -> None:
         exposed_schemas={"type": "list", "elements": "str", "default": ["public"]},
         acknowledged={"type": "list", "elements": "str", "default": []},
         squawk_config={"type": "path"},
+        pg_version={"type": "str"},
         json_path={"type": "path"},
         junit_path={"type": "path"},
         fail_on_error={"type": "bool", "default": True},
@@ -128,7 +136,7 @@ def main() -> None:
         layout = Layout(p["migrations_dir"], p["rollbacks_dir"], layout=p["layout"])
         files = files_to_lint(layout, p["versions"])
         report = lint(files, p["exposed_schemas"], p["acknowledged"], config,
-                      extra=rollback_findings(layout, files))
+                      extra=rollback_findings(layout, files), pg_version=p["pg_version"])
         if p["annotate"]:
             with connect(p) as conn, conn.transaction(), conn.cursor() as cur:
                 cur.execute("SET TRANSACTION READ ONLY")

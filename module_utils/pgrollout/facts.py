@@ -22,6 +22,7 @@ def server(cur: Cursor) -> dict[str, Any]:
     )
     version, num, db, user, in_recovery, superuser, has_auth, size = cur.fetchone()
     return {"server_version": version, "server_version_num": num, "server_major": num // 10000,
+            "server_major_minor": f"{num // 10000}.{num % 10000}",  # as squawk's --pg-version takes it
             "database": db, "current_user": user, "in_recovery": in_recovery,
             "superuser": bool(superuser), "has_auth_schema": has_auth, "database_size_bytes": size}
 

@@ -131,12 +131,29 @@ def _own_rules(mf: MigrationFile, exposed: list[str], direction: str) -> list[di
     return findings
 
 
-def _squawk(files: list[MigrationFile], binary: str, config: str | None, in_transaction: bool) -> list[dict]:
+def config_excluded(config: str | None) -> list[str]:
+    """The `excluded_rules` of a .squawk.toml: squawk's --exclude replaces them, so pgrollout passes both."""
+    import tomllib
+
+    if not config:
+        return []
+    try:
+        with open(config, "rb") as handle:
+            rules = tomllib.load(handle).get("excluded_rules") or []
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RuntimeError(f"{config}: cannot read squawk's configuration: {exc}") from exc
+    return [str(rule) for rule in rules]
+
+
+def _squawk(files: list[MigrationFile], binary: str, config: str | None, in_transaction: bool,
+            pg_version: str | None = None) -> list[dict]:
     if not files:
         return []
-    cmd = [binary, "--reporter", "json", "--pg-version", "15.0",
+    excluded = list(dict.fromkeys([*SQUAWK_MOOT, *config_excluded(config)]))
+    # the target's server version when there is a target (squawk's rules differ by version), else 15
+    cmd = [binary, "--reporter", "json", "--pg-version", pg_version or "15.0",
            "--assume-in-transaction" if in_transaction else "--no-assume-in-transaction",
-           "--exclude", ",".join(SQUAWK_MOOT)]
+           "--exclude", ",".join(excluded)]
     if config:
         cmd += ["--config", config]
     proc = subprocess.run([*cmd, *[f.path for f in files]], capture_output=True, text=True)
@@ -148,7 +165,7 @@ def _squawk(files: list[MigrationFile], binary: str, config: str | None, in_tran
     by_path = {f.path: f for f in files}
     return [finding(by_path.get(r["file"]) or files[0], int(r.get("line") or 0) + 1, r["rule_name"],
                     severity="error" if r.get("level") == "Error" else "warn", why=r.get("message") or "",
-                    how=r.get("help") or f"see squawk's documentation of {r['rule_name']}", source="squawk")
+                    how=r.get("help") or f"see https://squawkhq.com/docs/{r['rule_name']}", source="squawk")
             for r in reported]
 
 
@@ -242,16 +259,20 @@ def rollback_findings(layout: Any, files: list[tuple[MigrationFile, str]]) -> li
 
 def lint(files: list[tuple[MigrationFile, str]], exposed: list[str], acknowledged: list[str] = (),
          squawk_config: str | None = None, use_squawk: bool = True,
-         extra: list[dict[str, Any]] = ()) -> dict[str, Any]:
-    """Findings for (file, direction) pairs, and `extra` ones; errors not ignored or acknowledged are `blocking`."""
+         extra: list[dict[str, Any]] = (), pg_version: str | None = None) -> dict[str, Any]:
+    """Findings for (file, direction) pairs, and `extra` ones; errors not ignored or acknowledged are `blocking`.
+
+    One finding per problem: the same rule on the same line with the same words (a policy's USING and
+    WITH CHECK both calling auth.uid()) is reported once."""
     findings: list[dict[str, Any]] = list(extra)
     if use_squawk:
         binary = squawk_binary()
         for transactional in (True, False):
             group = [mf for mf, _ in files if mf.transactional is transactional]
-            findings += _squawk(group, binary, squawk_config, transactional)
+            findings += _squawk(group, binary, squawk_config, transactional, pg_version)
     for mf, direction in files:
         findings += _own_rules(mf, exposed, direction)
+    findings = list({(f["file"], f["line"], f["rule"], f["why"], f["how"]): f for f in findings}.values())
     ignored = {(mf.path, rule): reason.strip() or "no reason given"
                for mf, _ in files for rule, reason in IGNORE_RE.findall(mf.text)}
     acked = set(acknowledged)
@@ -273,7 +294,7 @@ def summary(findings: list[dict[str, Any]]) -> list[str]:
         state = " (ignored: " + f["ignored"] + ")" if "ignored" in f else " (acknowledged)" if f.get("acknowledged") \
             else ""
         lines.append(f"{f['severity'].upper():5} {os.path.basename(f['file'])}:{f['line']} {f['rule']}{state}: "
-                     f"{f['why']}. Safer: {f['how']}")
+                     f"{f['why'].rstrip('.')}. Safer: {f['how']}")
     return lines
 
 

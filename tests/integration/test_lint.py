@@ -98,3 +98,30 @@ def test_on_a_big_table_the_dry_run_reports_size_and_lock_hold_and_prod_refuses_
     assert query(db, "SELECT to_regclass('public.kb_patterns_name')::text") == [("kb_patterns_name",)]
     record = playbook.evidence()[-1]
     assert [f for f in record["lint"]["findings"] if f.get("acknowledged")]
+
+
+def test_a_squawk_toml_exclusion_takes_effect_with_pgrollouts_own(tmp_path):
+    risky = tmp_path / "004_risky.sql"
+    risky.write_text("CREATE INDEX kb_patterns_name ON public.kb_patterns (name);\n")
+    files = [(sqlfile.load(str(risky)), "up")]
+    rules = {f["rule"] for f in lint.lint(files, ["public"])["findings"]}
+    assert "require-concurrent-index-creation" in rules
+    config = tmp_path / ".squawk.toml"
+    config.write_text('excluded_rules = ["require-concurrent-index-creation"]\n')
+    report = lint.lint(files, ["public"], squawk_config=str(config))
+    rules = {f["rule"] for f in report["findings"]}
+    assert "require-concurrent-index-creation" not in rules
+    assert not {"require-lock-timeout", "prefer-robust-stmts"} & rules  # pgrollout's exclusions still hold
+
+
+def test_one_finding_per_problem_and_advice_that_reads_whole(tmp_path):
+    policy = tmp_path / "004_policy.sql"
+    policy.write_text("CREATE TABLE public.notes (id bigint PRIMARY KEY, owner uuid);\n"
+                      "ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;\n"
+                      "CREATE POLICY notes_own ON public.notes FOR UPDATE TO authenticated\n"
+                      "  USING (owner = auth.uid()) WITH CHECK (owner = auth.uid());\n")
+    report = lint.lint([(sqlfile.load(str(policy)), "up")], ["public"], pg_version="15.8")
+    keys = [(f["rule"], f["line"], f["why"]) for f in report["findings"]]
+    assert len(keys) == len(set(keys)), keys
+    assert [k for k in keys if k[0] == "auth-function-not-wrapped"], keys
+    assert all(".. Safer" not in line and "Safer: " in line for line in report["summary"]), report["summary"]
