@@ -25,6 +25,8 @@ from .sqlfile import MigrationFile, nodes
 # squawk rules about what pgrollout already does for every file
 SQUAWK_MOOT = ("require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts",
                "transaction-nesting")
+# findings about the tables a statement references (the lock a foreign key takes on them)
+REFERENCE_RULES = ("foreign-key-to-auth-users", "adding-foreign-key-constraint")
 IGNORE_RE = re.compile(r"^\s*--\s*pgrollout:\s*lint-ignore\s+([a-z0-9-]+)\s*(.*)$", re.MULTILINE)
 AUTH_FUNCTIONS = {("auth", "uid"), ("auth", "jwt"), ("auth", "role")}
 
@@ -234,7 +236,11 @@ def annotate(report: dict[str, Any], files: list[tuple[MigrationFile, str]], cur
         statement = next((st for st in reversed(mf.statements) if st.line <= item["line"]), None) if mf else None
         if statement is None:
             continue
-        resolved = locks.resolve(cur, locks.lock_plan([statement]))
+        # a CREATE TABLE locks only the tables its foreign keys reference: a finding about the new table
+        # is not about them (only the reference rules are)
+        creates = all(type(node).__name__ == "CreateStmt" for node in nodes(statement))
+        planned = {} if creates and item["rule"] not in REFERENCE_RULES else locks.lock_plan([statement])
+        resolved = locks.resolve(cur, planned)
         sizes = table_sizes(cur, [(s, n) for s, n, _ in resolved])
         if not sizes:
             continue

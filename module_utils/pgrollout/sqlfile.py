@@ -202,6 +202,10 @@ def _bounds(text: str, raws: list[object]) -> list[tuple[int, int]]:
             for raw in raws]
 
 
+# white space and comments before a statement's first token
+_LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.S)
+
+
 def split_statements(text: str, path: str = "<sql>", raws: list[object] | None = None) -> list[Statement]:
     from pglast import parser
 
@@ -213,7 +217,8 @@ def split_statements(text: str, path: str = "<sql>", raws: list[object] | None =
     for i, (sl, raw, (start, end)) in enumerate(zip(slices, raws, regions, strict=True), start=1):
         control = _control(raw.stmt)
         ack = ALLOW_CONTROL_RE.search(text[start:end]) if control else None
-        line, counted = line + text.count("\n", counted, sl.start), sl.start
+        first = _LEADING.match(text, sl.start, sl.stop).end()  # the statement's first token, past its comments
+        line, counted = line + text.count("\n", counted, first), first
         statements.append(Statement(number=i, line=line, text=text[sl],
                                     kind=_kind(raw.stmt), control=control,
                                     control_ack=ack.group(1).strip() if ack else "", node=raw.stmt))
@@ -317,7 +322,9 @@ def position_to_line(statement: Statement, position: int | None) -> int:
     """File line of a 1-based character position reported by the server inside a statement."""
     if not position:
         return statement.line
-    return statement.line + statement.text.count("\n", 0, position - 1)
+    # statement.line is its first token's; the server counts from the start of the text, comments included
+    lead = statement.text.count("\n", 0, _LEADING.match(statement.text).end())
+    return statement.line - lead + statement.text.count("\n", 0, position - 1)
 
 
 def _listing(directory: str) -> list[str]:

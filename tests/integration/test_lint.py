@@ -125,3 +125,24 @@ def test_one_finding_per_problem_and_advice_that_reads_whole(tmp_path):
     assert len(keys) == len(set(keys)), keys
     assert [k for k in keys if k[0] == "auth-function-not-wrapped"], keys
     assert all(".. Safer" not in line and "Safer: " in line for line in report["summary"]), report["summary"]
+
+
+def test_a_finding_about_a_new_table_is_not_put_on_the_big_table_it_references(db, tmp_path):
+    """A new table referencing auth.users: its own findings stay warnings with no size; the foreign key's
+    finding is about auth.users and is raised when auth.users is big (every table with a row is, here)."""
+    from pgrollout import connection
+
+    path = tmp_path / "004_notes.sql"
+    path.write_text("-- notes of users\n\nCREATE TABLE public.notes (id int PRIMARY KEY,\n"
+                    "  author uuid REFERENCES auth.users (id));\nALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;\n")
+    files = [(sqlfile.load(str(path)), "up")]
+    report = lint.lint(files, ["public"])
+    assert query(db, "SELECT count(*) > 0 FROM auth.users") == [(True,)]
+    with connection.connect(db) as conn, conn.cursor() as cur:
+        lint.annotate(report, files, cur, big_rows=0, big_bytes=2**40)
+    by_rule = {f["rule"]: f for f in report["findings"]}
+    assert by_rule["foreign-key-to-auth-users"]["line"] == 3  # the CREATE, not the comment above it
+    assert "auth.users" in by_rule["foreign-key-to-auth-users"]["tables"]
+    assert by_rule["foreign-key-to-auth-users"]["severity"] == "error"
+    own = [f for f in report["findings"] if f["rule"] not in lint.REFERENCE_RULES]
+    assert own and all("tables" not in f and f["severity"] == "warn" for f in own), own

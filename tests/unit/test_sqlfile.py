@@ -32,7 +32,7 @@ def test_statements_carry_number_line_and_text():
     text = "-- header\nCREATE TABLE a (x int);\n\nDO $$ BEGIN PERFORM 1; END $$;\nSELECT 'é;';\n"
     stmts = sqlfile.split_statements(text)
     assert [(s.number, s.line, s.kind) for s in stmts] == [
-        (1, 1, "CreateStmt"), (2, 4, "DoStmt"), (3, 5, "SelectStmt")]
+        (1, 2, "CreateStmt"), (2, 4, "DoStmt"), (3, 5, "SelectStmt")]  # the line of the first token
     assert stmts[1].text == "DO $$ BEGIN PERFORM 1; END $$"
     assert stmts[2].text == "SELECT 'é;'"
 
@@ -100,3 +100,22 @@ def test_empty_file_is_refused(tmp_path):
     path.write_text("\n  \n")
     with pytest.raises(sqlfile.MigrationFileError, match="the file is empty"):
         sqlfile.load(str(path))
+
+
+def test_a_statements_line_is_its_first_token_not_the_comment_above_it(tmp_path):
+    path = tmp_path / "001_commented.sql"
+    path.write_text("-- header\n-- more\n\n/* block\n   comment */\nCREATE TABLE a (id int);\n\n"
+                    "-- the foreign key\n   ALTER TABLE a ADD CONSTRAINT fk FOREIGN KEY (id) REFERENCES a (id);\n"
+                    "SELECT 1; SELECT 2;\n")
+    statements = sqlfile.load(str(path)).statements
+    assert [s.line for s in statements] == [6, 9, 10, 10]
+    assert statements[1].text.startswith("-- the foreign key")  # the text runs as written, comments included
+
+
+def test_a_server_error_position_maps_to_its_file_line_past_leading_comments():
+    text = "SELECT 1;\n-- why\n-- more\nALTER TABLE t\n  ADD COLUMN y nosuchtype;\n"
+    (_, second) = sqlfile.split_statements(text)
+    assert second.line == 4
+    position = second.text.index("nosuchtype") + 1  # 1-based, as the server reports it
+    assert sqlfile.position_to_line(second, position) == 5
+    assert sqlfile.position_to_line(second, None) == 4
