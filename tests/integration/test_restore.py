@@ -164,10 +164,13 @@ def test_a_restore_into_the_target_returns_the_exact_pre_migration_state(db, tmp
     assert "TABLE public.bots" in plan["drop_first"] and "SCHEMA private" in plan["drop_first"]
     restore.restore_target(db, manifest["path"], run_id="the-restoring-run")
     assert snapshot(db) == before
-    # every table as at the backup but pgrollout's history, which keeps 003's apply and gains the restore
+    # every table as at the backup but pgrollout's history, which keeps 003's apply and gains the restore, and
+    # its catalog snapshots (003's and the restore's)
     history_before = rows_before.pop("pgrollout.history")
+    snapshots_before = rows_before.pop("pgrollout.catalog_snapshots")
     rows_now = counts(db)
-    assert rows_now.pop("pgrollout.history") == history_before + 2 and rows_now == rows_before
+    assert rows_now.pop("pgrollout.history") == history_before + 2
+    assert rows_now.pop("pgrollout.catalog_snapshots") == snapshots_before + 2 and rows_now == rows_before
     assert query(db, "SELECT direction, run_id FROM pgrollout.history ORDER BY id DESC LIMIT 2") == [
         ("restore", "the-restoring-run"), ("up", None)]
     assert query(db, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1") == [("001",), ("002",)]
