@@ -93,6 +93,13 @@ options:
         (the one write this module makes; not in check mode). Empty - record nothing.
     type: str
     default: ""
+  record_first_snapshot:
+    description:
+      - With no catalog snapshot recorded yet (an adopted database, an older pgrollout) and no run holding
+        the lease, record the live catalog now, so drift is checked from the next run on (C(schema_drift)
+        says so in C(recorded_now) and C(msg)). Not in check mode.
+    type: bool
+    default: false
   max_file_mb:
     description:
       - A pending (or, rolling back, rollback) file bigger than this many MB is refused in C(plan_error)
@@ -171,7 +178,8 @@ facts:
         - The live catalog against the snapshot the last run that changed the target recorded
           (pgrollout.catalog_snapshots) - recorded (false when none is yet), run_id and at of that
           snapshot, changes (one per object, kind, object, before, after, message), accepted (the
-          reason, when O(accept_schema_drift_reason) recorded the live state).
+          reason, when O(accept_schema_drift_reason) recorded the live state), recorded_now (the digest,
+          when O(record_first_snapshot) recorded the first one) and msg.
       type: dict
     unfinished_runs:
       description:
@@ -209,7 +217,7 @@ try:  # this repository (ansible.cfg: module_utils = ./module_utils)
     from ansible.module_utils.pgrollout import modules
     from ansible.module_utils.pgrollout.checks import SpecError, after_commit, report, run, spec_checks, validate
     from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.facts import accept_drift, for_record, gather, pooler
+    from ansible.module_utils.pgrollout.facts import accept_drift, for_record, gather, pooler, record_first_snapshot
     from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError
     from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
     from ansible.module_utils.pgrollout.timeouts import TimeoutSettingError, check_settings
@@ -232,6 +240,7 @@ except ImportError:  # installed as the collection pgrollout.postgresql
         for_record,
         gather,
         pooler,
+        record_first_snapshot,
     )
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import (
         LAYOUT_ARGUMENT_SPEC,
@@ -265,6 +274,7 @@ def main() -> None:
         backup={"type": "bool", "default": False},
         max_file_mb={"type": "int", "default": 0},
         accept_schema_drift_reason={"type": "str", "default": ""},
+        record_first_snapshot={"type": "bool", "default": False},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
@@ -284,6 +294,8 @@ def main() -> None:
             drift = facts.get("schema_drift") or {}
             if drift.get("changes") and p["accept_schema_drift_reason"].strip() and not module.check_mode:
                 accept_drift(conn, p["accept_schema_drift_reason"], drift)
+            if drift.get("recorded") is False and p["record_first_snapshot"] and not module.check_mode:
+                record_first_snapshot(conn, drift, facts.get("lease"))
             if p["checks_if_current"] and layout and not facts["migrations"]["pending_paths"] \
                     and not facts["migrations"]["drift_accepted"]:
                 facts["audit"] = report(run(conn, validate(p["checks_if_current"]), p["statement_timeout"]))

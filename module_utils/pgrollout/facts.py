@@ -78,6 +78,33 @@ def accept_drift(conn: Connection, reason: str, drift: dict[str, Any]) -> None:
     drift["accepted"] = reason.strip()
 
 
+def record_first_snapshot(conn: Connection, drift: dict[str, Any], lease_holder: dict[str, Any] | None) -> None:
+    """No snapshot recorded yet (an adopted database, an older pgrollout): record the live catalog now.
+
+    Only where pgrollout's records exist and no run holds the lease (a run in
+    progress records its own state when it changes the target); drift is
+    checked from the next run on. The message says which happened.
+    """
+    if lease_holder is not None:
+        drift["msg"] = (f"no recorded catalog snapshot yet, and run {lease_holder.get('run_id')} holds the lease: "
+                        "that run records one when it changes the database")
+        return
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT to_regnamespace('pgrollout') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return  # pgrollout never ran here: the first run that changes the database records one
+        cur.execute("SELECT to_regclass('pgrollout.catalog_snapshots') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            cur.execute(dict(ledger.SCHEMA_PARTS)["table pgrollout.catalog_snapshots"])  # an older pgrollout's records
+        cur.execute("SELECT EXISTS (SELECT FROM pgrollout.catalog_snapshots)")
+        if cur.fetchone()[0]:
+            return
+        found = schema.store(cur, None, note="first snapshot: none was recorded before")
+    drift.update(recorded_now=found,
+                 msg="no catalog snapshot was recorded before (an adopted database or an older pgrollout): the "
+                     "live catalog is recorded now, and drift is checked from the next run on")
+
+
 def pooler(params: dict[str, Any]) -> dict[str, Any]:
     """Detect a transaction- or statement-mode pooler (PgBouncer, Supavisor) in front of the server.
 

@@ -500,14 +500,12 @@ def apply_plan(conn: Connection, items: list[Item], options: Options | None = No
         if not opts.check_mode and (any(r.get("changed") for r in results) or exc.details.get("partial")):
             _record_catalog(conn, opts)  # what stays is this run's doing, not drift
         raise
-    if not opts.check_mode and any(r.get("changed") for r in results):
-        _record_catalog(conn, opts)
     summary: dict[str, Any] = {"results": results, "changed": any(r.get("changed") for r in results),
                                # what the verify step runs after the commit (the dry run ran it: its results)
                                "after_commit": after or checks_mod.after_commit(results)}
     if snapshot_before is not None and summary["changed"]:
-        changes = schema.diff(snapshot_before, _snapshot(conn))
-        summary["schema_changes"] = changes
+        # one reading of the catalog after the run: recorded (drift is measured against it) and diffed
+        summary["schema_changes"] = schema.diff(snapshot_before, _record_catalog(conn, opts) or _snapshot(conn))
     return summary
 
 
@@ -570,14 +568,20 @@ def left_behind(conn: Connection, item: Item, before: dict[str, Any] | None,
                    + (f"INVALID index(es) {', '.join(invalid)}; " if invalid else "") + resume + "."}
 
 
-def _record_catalog(conn: Connection, opts: Options) -> None:
-    """The catalog as this run left it, the state drift is measured against (never masks the run's own error)."""
-    import contextlib
+def _record_catalog(conn: Connection, opts: Options) -> dict[str, Any] | None:
+    """Record the catalog as this run left it, the state drift is measured against; that snapshot.
 
+    Never masks the run's own error: a failure to record returns None.
+    """
     import psycopg
 
-    with contextlib.suppress(psycopg.Error), conn.transaction(), conn.cursor() as cur:
-        schema.store(cur, opts.run_id)
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            snap = schema.snapshot(cur)
+            schema.store(cur, opts.run_id, snap=snap)
+            return snap
+    except psycopg.Error:
+        return None
 
 
 def _snapshot(conn: Connection) -> dict[str, Any]:

@@ -167,9 +167,13 @@ def digest(snap: dict[str, dict[str, str]]) -> str:
     return hashlib.sha256(json.dumps(snap, sort_keys=True).encode()).hexdigest()
 
 
-def store(cur: Cursor, run_id: str | None, note: str | None = None, keep: int = 50) -> str:
-    """Record the live catalog as the state this run left (the last `keep` records are kept); its digest."""
-    snap = snapshot(cur)
+def store(cur: Cursor, run_id: str | None, note: str | None = None, keep: int = 50,
+          snap: dict[str, dict[str, str]] | None = None) -> str:
+    """Record the live catalog (or `snap`, read in this transaction) as the state this run left; its digest.
+
+    The last `keep` records are kept.
+    """
+    snap = snapshot(cur) if snap is None else snap
     found = digest(snap)
     cur.execute("INSERT INTO pgrollout.catalog_snapshots (run_id, digest, objects, note) VALUES (%s, %s, %s, %s)",
                 (run_id, found, json.dumps(snap), note))

@@ -151,3 +151,34 @@ def test_a_generated_spec_checks_definitions_so_a_cascade_file_gets_a_check_that
     with connection.connect(empty_db) as conn:
         assert [r["status"] for r in run_checks(conn, spec)] == ["passed"]  # after it
     assert book.evidence()[-1]["verification"]["passed"] >= 1
+
+
+def test_a_database_without_a_snapshot_gets_one_at_its_next_run_even_with_nothing_pending(playbook, db):
+    """An adopted database or an older pgrollout's: a no-op run records the catalog and says so; a dry run not."""
+    ok(playbook.run())
+    execute(db, "DROP TABLE pgrollout.catalog_snapshots")  # as an older pgrollout left it
+    dry = ok(playbook.run("rollout.yml", "--check"))
+    assert "no recorded catalog snapshot yet" in said(dry), said(dry)[-3000:]
+    assert query(db, "SELECT to_regclass('pgrollout.catalog_snapshots') IS NULL") == [(True,)]
+    proc = ok(playbook.run())
+    assert "the live catalog is recorded now, and drift is checked from the next run on" in said(proc), \
+        said(proc)[-3000:]
+    assert query(db, "SELECT run_id, note FROM pgrollout.catalog_snapshots") == \
+        [(None, "first snapshot: none was recorded before")]
+    assert playbook.evidence()[-1]["outcome"] == "no_change"
+    execute(db, POLICY_EDIT)
+    caught = playbook.run()
+    assert "WARNING: schema drift" in said(caught) and "policy public.bots.bots_select_own: was" in said(caught)
+    assert query(db, "SELECT count(*) FROM pgrollout.catalog_snapshots") == [(1,)]  # drift is not recorded over
+
+
+def test_a_dry_run_with_a_drift_reason_records_nothing(cluster, db, tmp_path):
+    book = Playbook(db, tmp_path, group="staging")
+    book.set(pgrollout_promotion_environments=[])
+    ok(book.run())
+    execute(db, "ALTER TABLE public.bots ALTER COLUMN status SET DEFAULT 'retired'")
+    proc = ok(book.run("rollout.yml", "--check", "-e", json.dumps({"pgrollout_accept_drift_reason": "INC-8"})))
+    assert "a real run records the live catalog" in said(proc), said(proc)[-3000:]
+    assert query(db, "SELECT count(*) FROM pgrollout.catalog_snapshots WHERE note LIKE 'drift accepted%'") == [(0,)]
+    refused = book.run()
+    assert refused.returncode != 0 and "The catalog changed outside any migration" in said(refused)
