@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: rollout dry-run test lint molecule venv collection ee-context db-start db-stop db-reset db-status bench-lock-safety bench-backup-restore bench-many-migrations bench-big-file bench-catalog bench-fleet status new-migration spec lint-migrations
+.PHONY: rollout dry-run test lint molecule venv collection ee-context db-start db-stop db-reset db-status db-prepare bench-lock-safety bench-backup-restore bench-many-migrations bench-big-file bench-catalog bench-fleet status new-migration spec lint-migrations
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pgrollout needs Python >= 3.11 (ansible-core 2.19): set PYTHON=")'
@@ -28,6 +28,13 @@ db-reset: venv
 
 db-status: venv
 	$(BIN)/python scripts/localpg.py status
+
+# The Supabase compatibility layer on a plain PostgreSQL target of an inventory
+# (a staging server of your own, a CI database): make db-prepare ENV=staging.
+# Refused in prod and on a real Supabase project. Dev gets it from db-start.
+ENV ?= dev
+db-prepare: $(if $(filter dev,$(ENV)),db-start,venv)
+	$(BIN)/ansible-playbook prepare.yml -i inventories/$(ENV) $(ARGS)
 
 rollout: db-start
 	$(BIN)/ansible-playbook rollout.yml -i inventories/dev

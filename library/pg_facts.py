@@ -203,6 +203,12 @@ facts:
           a superuser, the roles of behaviour checks and, with O(backup), what pg_dump reads. Empty
           when nothing is missing; not returned for a superuser."
       type: list
+    extensions_unavailable:
+      description:
+        - Each C(CREATE EXTENSION) of the plan (pending files, or the rollback files) that the target's server
+          cannot provide (neither installed nor in pg_available_extensions) - file, line, extension and msg
+          (what the target needs). Empty when every extension is available.
+      type: list
     pooler:
       description:
         - suspected, true when a transaction- or statement-mode pooler (PgBouncer,

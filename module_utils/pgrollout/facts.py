@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import connection, lease, ledger, locks, plan, privileges, schema, sqlfile
+from . import connection, extensions, lease, ledger, locks, plan, privileges, schema, sqlfile
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection, Cursor
@@ -179,6 +179,9 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
                 result["rehearsal_plan"] = plan.rehearsal(state, rehearse.get("version"))
             except plan.PlanError as exc:
                 result["rehearsal_error"] = str(exc)
+        # before anything runs: a CREATE EXTENSION the server has no files for would fail midway
+        result["extensions_unavailable"] = extensions.unavailable(cur, [item.file for item in to_lock],
+                                                                  result["server_version_num"])
         if not result["superuser"]:
             result["privileges_missing"] = privileges.missing(
                 cur, [item.file for item in to_lock],

@@ -31,7 +31,8 @@ def test_squawk_flags_lock_risks_knowing_which_files_run_in_a_transaction(tmp_pa
 def lint_play(migrations: Path, rollbacks: Path, out: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     extra = {"pgrollout_migrations_dir": str(migrations), "pgrollout_rollbacks_dir": str(rollbacks),
-             "pgrollout_lint_dir": str(out), "pgrollout_acknowledged_lint": []}
+             "pgrollout_lint_dir": str(out), "pgrollout_acknowledged_lint": [],
+             "pgrollout_lint_all": True}
     return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "lint.yml", "-e", json.dumps(extra)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
@@ -146,3 +147,49 @@ def test_a_finding_about_a_new_table_is_not_put_on_the_big_table_it_references(d
     assert by_rule["foreign-key-to-auth-users"]["severity"] == "error"
     own = [f for f in report["findings"] if f["rule"] not in lint.REFERENCE_RULES]
     assert own and all("tables" not in f and f["severity"] == "warn" for f in own), own
+
+
+def test_lint_yml_with_a_project_inventory_reviews_that_projects_pending_files_with_its_settings(empty_db, tmp_path):
+    """The project layout (inventories/<env>/ beside supabase/): its files, its group_vars, its target's pending."""
+    project = tmp_path / "project"
+    for folder in ("supabase/migrations", "supabase/rollbacks", "verification", "inventories/dev/group_vars"):
+        (project / folder).mkdir(parents=True)
+    (project / "supabase/migrations/001_app.sql").write_text(
+        "CREATE SCHEMA app;\nCREATE TABLE app.a (id bigint PRIMARY KEY);\n"
+        "ALTER TABLE app.a ENABLE ROW LEVEL SECURITY;\n")
+    (project / "supabase/migrations/002_more.sql").write_text(
+        "-- a table the project's API exposes, without row-level security\n\n"
+        "CREATE TABLE app.b (id bigint PRIMARY KEY);\n")
+    # the project's settings: it exposes schema app (pgrollout's own default exposes public)
+    (project / "inventories/dev/group_vars/dev.yml").write_text(json.dumps({
+        "pgrollout_exposed_schemas": ["app"], "pgrollout_require_verification": False,
+        "pgrollout_require_rollback": False, "pgrollout_backup": False, "pgrollout_watch_minutes": 0,
+        "pgrollout_promotion_allow_dirty": True}))
+    (project / "inventories/dev/hosts.yml").write_text(json.dumps({"dev": {"hosts": {"app-dev": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "pgrollout_db_host": empty_db["login_host"], "pgrollout_db_port": empty_db["login_port"],
+        "pgrollout_db_name": empty_db["login_db"], "pgrollout_db_password": empty_db["login_password"],
+        "pgrollout_db_ssl_mode": "disable"}}}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+
+    def play(name: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), name, "-i",
+                               str(project / "inventories/dev"), *args], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    applied = play("rollout.yml", "-e", "pgrollout_target_version=001")
+    assert applied.returncode == 0, applied.stdout[-3000:]
+    assert query(empty_db, "SELECT version FROM supabase_migrations.schema_migrations") == [("001",)]
+    review = play("lint.yml")
+    text = " ".join(review.stdout.split())
+    assert review.returncode != 0, text[-3000:]  # the project's exposed schema makes 002's table an error
+    assert "the files pending on app-dev: 002_more.sql" in text, text[-3000:]
+    report = json.loads((project / ".ops/lint/lint.json").read_text())  # under the project's root, not pgrollout's
+    assert [os.path.basename(p) for p in report["files"]] == ["002_more.sql"]
+    assert {os.path.basename(f["file"]) for f in report["findings"]} == {"002_more.sql"}
+    (blocking,) = report["blocking"]
+    assert (blocking["rule"], blocking["line"]) == ("rls-not-enabled", 3)  # the statement's line, not the comment's
+    everything = play("lint.yml", "-e", "pgrollout_lint_all=true")
+    assert "every file (pgrollout_lint_all)" in " ".join(everything.stdout.split())
+    assert {os.path.basename(p) for p in json.loads((project / ".ops/lint/lint.json").read_text())["files"]} == \
+        {"001_app.sql", "002_more.sql"}

@@ -150,7 +150,7 @@ def test_statements_on_tables_the_role_does_not_own_are_named(supabase_shaped, t
                    "CREATE SCHEMA locked; CREATE TABLE locked.\"Odd \"\"name\"\"\" (id int)")
     mf = write(tmp_path, 'ALTER TABLE auth.users ADD COLUMN nickname text;\n'
                          'CREATE TABLE public.notes (id int, who uuid REFERENCES auth.users (id));\n'
-                         'INSERT INTO auth.users (email) VALUES (\'x@example.invalid\');\n'
+                         'INSERT INTO auth.users (id, email) VALUES (gen_random_uuid(), \'x@example.invalid\');\n'
                          'CREATE TABLE locked.t (id int);\n'
                          'DROP TABLE locked."Odd ""name""";\n'
                          'CREATE EXTENSION IF NOT EXISTS plpython3u;\n')
