@@ -17,6 +17,8 @@ $(VENV)/.installed: requirements.txt
 
 venv: $(VENV)/.installed
 
+# PGROLLOUT_EXTENSION_STUBS=pg_net,http make db-start: the dev server also offers pgrollout's
+# extension stubs (supabase/stubs: they send nothing; README, A Supabase-shaped local stack).
 db-start: venv
 	$(BIN)/python scripts/localpg.py start
 
@@ -100,7 +102,7 @@ spec: db-start
 
 # The migration review with no database (a pull request pipeline): .ops/lint/lint.json and junit.xml.
 lint-migrations: venv
-	$(BIN)/ansible-playbook lint.yml
+	$(BIN)/ansible-playbook lint.yml $(ARGS)
 
 # The Ansible collection (dist/pgrollout-postgresql-<version>.tar.gz) and the AWX execution environment's
 # build context (.ops/ee-context; `ansible-builder build` makes the image where a registry is reachable).

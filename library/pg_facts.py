@@ -209,6 +209,11 @@ facts:
           cannot provide (neither installed nor in pg_available_extensions) - file, line, extension and msg
           (what the target needs). Empty when every extension is available.
       type: list
+    extension_stubs:
+      description:
+        - pgrollout's extension stubs (supabase/stubs, opt-in on local clusters) installed on the target or
+          created by the plan - extension, installed, msg. A stub sends nothing; every run names it.
+      type: list
     pooler:
       description:
         - suspected, true when a transaction- or statement-mode pooler (PgBouncer,

@@ -57,13 +57,76 @@ def find_bindir() -> Path:
                        "(apt-get install postgresql-15) or set PGROLLOUT_PG_BINDIR")
 
 
+STUBS_DIR = REPO / "supabase" / "stubs"
+
+
+def stub_names() -> list[str]:
+    """The extension stubs pgrollout ships (supabase/stubs): extensions that only call out."""
+    return sorted(p.stem for p in STUBS_DIR.glob("*.control"))
+
+
+def overlay(bindir: Path, where: Path, stubs: list[str]) -> Path:
+    """A private installation of the same server binaries whose extension folder also holds `stubs`.
+
+    PostgreSQL finds its share and library folders relative to the executable
+    it runs from (a relocatable build): copies of postgres, initdb and pg_ctl
+    placed as the installation places them, beside links to the real share
+    and library files, give a server that offers the stubs as extensions and
+    changes nothing of the machine's installation (no root, no other cluster
+    sees them). Returns the overlay's bin folder.
+    """
+    unknown = sorted(set(stubs) - set(stub_names()))
+    if unknown:
+        raise ClusterError(f"no extension stub named {', '.join(unknown)} (pgrollout ships: {', '.join(stub_names())})")
+
+    def config(flag: str) -> Path:
+        return Path(subprocess.run([str(bindir / "pg_config"), flag], capture_output=True, text=True,
+                                   check=True).stdout.strip())
+
+    share, pkglib = config("--sharedir"), config("--pkglibdir")
+    prefix = Path(os.path.commonpath([bindir, share, pkglib]))
+    new_bin, new_share, new_lib = (where / p.relative_to(prefix) for p in (bindir, share, pkglib))
+    shutil.rmtree(where, ignore_errors=True)
+    (new_share / "extension").mkdir(parents=True)
+    new_bin.mkdir(parents=True)
+    for name in ("postgres", "initdb", "pg_ctl", "pg_config"):
+        shutil.copy2(bindir / name, new_bin / name)  # copies: a link would resolve to the real installation
+    if not new_lib.exists():
+        new_lib.symlink_to(pkglib)
+    for entry in share.iterdir():
+        if entry.name != "extension":
+            (new_share / entry.name).symlink_to(entry)
+    for entry in (share / "extension").iterdir():
+        (new_share / "extension" / entry.name).symlink_to(entry)
+    for name in stubs:
+        for path in STUBS_DIR.glob(f"{name}.control"):
+            shutil.copy2(path, new_share / "extension" / path.name)
+        for path in STUBS_DIR.glob(f"{name}--*.sql"):
+            shutil.copy2(path, new_share / "extension" / path.name)
+    for folder in (where, *where.rglob("*")):
+        if folder.is_dir() and not folder.is_symlink():
+            os.chmod(folder, 0o755)  # the server's OS user reads it
+    return new_bin
+
+
+def requested_stubs() -> list[str]:
+    """PGROLLOUT_EXTENSION_STUBS=pg_net,http: the stubs a local cluster offers (opt-in; none by default)."""
+    return [n.strip() for n in os.environ.get("PGROLLOUT_EXTENSION_STUBS", "").split(",") if n.strip()]
+
+
 class LocalCluster:
-    def __init__(self, base: Path, port: int, fast: bool = False):
-        self.base, self.port, self.fast = Path(base), port, fast
+    def __init__(self, base: Path, port: int, fast: bool = False, stubs: list[str] = ()):
+        self.base, self.port, self.fast, self.stubs = Path(base), port, fast, sorted(stubs)
         self.data, self.log = self.base / "data", self.base / "server.log"
         self.password_file = self.base / "password"
         self.bindir = find_bindir()
         self.drop_privileges = os.geteuid() == 0
+
+    def _install(self) -> None:
+        """With stubs, the server runs from a private overlay installation that offers them."""
+        if self.stubs:
+            self.base.mkdir(parents=True, exist_ok=True)
+            self.bindir = overlay(find_bindir(), self.base / "install", self.stubs)
 
     def _cmd(self, *args: str) -> list[str]:
         return ["runuser", "-u", OS_USER, "--", *args] if self.drop_privileges else list(args)
@@ -95,6 +158,7 @@ class LocalCluster:
     def init(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base, 0o700)
+        self._install()
         if not self.password_file.exists():
             fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
@@ -126,6 +190,7 @@ class LocalCluster:
     def start(self) -> None:
         if self.running():
             return
+        self._install()
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
         if self.fast:  # disposable test clusters: durability is not wanted
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -176,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The local dev PostgreSQL database")
     parser.add_argument("action", choices=["start", "stop", "reset", "status"])
     args = parser.parse_args(argv)
-    cluster = LocalCluster(DEV_DIR, DEV_PORT)
+    cluster = LocalCluster(DEV_DIR, DEV_PORT, stubs=requested_stubs())
     try:
         if args.action == "stop":
             cluster.stop()
@@ -195,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         if fresh:
             prepare_database(cluster.params())
         print(f"dev database running on 127.0.0.1:{DEV_PORT} (user postgres, password in "
-              f"{cluster.password_file}); baseline {'applied' if fresh else 'kept'}")
+              f"{cluster.password_file}); baseline {'applied' if fresh else 'kept'}"
+              + (f"; extension STUBS offered (they send nothing): {', '.join(cluster.stubs)}" if cluster.stubs
+                 else ""))
         return 0
     except (ClusterError, RuntimeError, ScratchError, sqlfile.MigrationFileError, migrate.MigrationError) as exc:
         print(f"error: {exc}", file=sys.stderr)

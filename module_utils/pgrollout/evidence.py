@@ -164,6 +164,8 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
             "long_running_sessions": preflight.get("long_running_sessions"),
             # runs that changed the target and never finished (killed): their changes have no record
             "unfinished_runs": preflight.get("unfinished_runs") or [],
+            # pgrollout's extension stubs met (they send nothing): a run on one is named so
+            "extension_stubs": preflight.get("extension_stubs") or [],
         },
         # the catalog against the last changing run's snapshot: one entry per drifted object
         "schema_drift": preflight.get("schema_drift"),

@@ -56,3 +56,21 @@ def unavailable(cur: Cursor, files: list[sqlfile.MigrationFile], server_version_
                            f"(PostgreSQL {major}) cannot provide it (not in pg_available_extensions). {needs}, "
                            "or on Supabase enable it (Dashboard, Database, Extensions); then run again"})
     return out
+
+
+STUB_MARK = "pgrollout-stub"  # in the version of every stub pgrollout ships (supabase/stubs)
+
+
+def stubs(cur: Cursor, files: list[sqlfile.MigrationFile]) -> list[dict[str, Any]]:
+    """pgrollout's extension stubs on this target: installed ones, and those the plan would create.
+
+    A stub (opt-in, local clusters only) sends nothing; every run names it so,
+    so a green run on a stub is never mistaken for one on the real extension.
+    """
+    wanted = sorted({name for _, _, name in created(files)})
+    cur.execute("SELECT extname, true FROM pg_extension WHERE extversion LIKE %s UNION "
+                "SELECT name, false FROM pg_available_extensions WHERE default_version LIKE %s AND name = ANY(%s) "
+                "AND installed_version IS NULL ORDER BY 1", (f"%{STUB_MARK}%", f"%{STUB_MARK}%", wanted))
+    return [{"extension": name, "installed": installed,
+             "msg": f"extension {name} {'is' if installed else 'will be'} a pgrollout STUB here, not the real "
+                    f"{name}: it sends nothing"} for name, installed in cur.fetchall()]

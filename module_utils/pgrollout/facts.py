@@ -66,6 +66,7 @@ def for_record(facts: dict[str, Any]) -> dict[str, Any]:
                       "long_running_sessions": facts.get("long_running_sessions"),
                       "unfinished_runs": facts.get("unfinished_runs") or [],
                       "schema_drift": facts.get("schema_drift"),
+                      "extension_stubs": facts.get("extension_stubs") or [],
                       "migrations": {"applied": migrations.get("applied"), "pending": migrations.get("pending"),
                                      "target_version": migrations.get("target_version"),
                                      "beyond_target": migrations.get("beyond_target")}}}
@@ -182,6 +183,7 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
         # before anything runs: a CREATE EXTENSION the server has no files for would fail midway
         result["extensions_unavailable"] = extensions.unavailable(cur, [item.file for item in to_lock],
                                                                   result["server_version_num"])
+        result["extension_stubs"] = extensions.stubs(cur, [item.file for item in to_lock])
         if not result["superuser"]:
             result["privileges_missing"] = privileges.missing(
                 cur, [item.file for item in to_lock],

@@ -43,6 +43,7 @@ def target_status(facts: dict[str, Any], host: str, evidence_dir: str | None) ->
         # the catalog against the last changing run's snapshot (schema.py): one line per drifted object
         "schema_drift": [c["message"] for c in (facts.get("schema_drift") or {}).get("changes") or []],
         "unfinished_runs": [r["message"] for r in facts.get("unfinished_runs") or []],
+        "extension_stubs": [s["msg"] for s in facts.get("extension_stubs") or []],
         "last_run": {k: last.get(k) for k in ("run_id", "kind", "outcome", "finished_at")} if last else None,
     }
 
@@ -87,7 +88,8 @@ def table(entry: dict[str, Any]) -> list[str]:
                        ("drifted", "edited after applied"), ("out_of_order", "out of order")):
         if entry[key]:
             lines.append(f"  {label}: {', '.join(entry[key])}")
-    for key, label in (("schema_drift", "schema drift"), ("unfinished_runs", "unfinished run")):
+    for key, label in (("schema_drift", "schema drift"), ("unfinished_runs", "unfinished run"),
+                       ("extension_stubs", "STUB")):
         lines += [f"  {label}: {line}" for line in entry.get(key) or []]
     if entry["lease"]:
         lease = entry["lease"]

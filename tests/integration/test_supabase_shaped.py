@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -239,8 +240,9 @@ def test_an_extension_the_server_cannot_provide_is_named_before_anything_runs(em
     mset = MigrationSet(tmp_path / "set")
     mset.add("001", "table", "CREATE TABLE public.t (id int PRIMARY KEY);\n", "DROP TABLE public.t;\n")
     mset.add("002", "vectors", "-- embeddings\nCREATE EXTENSION IF NOT EXISTS pg_trgm;\n"
-                               "CREATE EXTENSION IF NOT EXISTS no_such_ext_for_pgrollout;\n",
-             "DROP EXTENSION no_such_ext_for_pgrollout;\n")
+                               "CREATE EXTENSION IF NOT EXISTS no_such_ext_for_pgrollout;\n"
+                               "CREATE EXTENSION IF NOT EXISTS pg_net;\n",
+             "DROP EXTENSION pg_net;\nDROP EXTENSION no_such_ext_for_pgrollout;\n")
     book = set_playbook(empty_db, mset, tmp_path / "work")
     for args in (("--check",), ()):
         proc = book.run("rollout.yml", *args)
@@ -248,6 +250,77 @@ def test_an_extension_the_server_cannot_provide_is_named_before_anything_runs(em
         assert proc.returncode != 0, text[-3000:]
         assert ("002_vectors.sql line 3: CREATE EXTENSION no_such_ext_for_pgrollout: the target's server "
                 "(PostgreSQL 15) cannot provide it") in text, text[-3000:]
+        assert "002_vectors.sql line 4: CREATE EXTENSION pg_net" in text  # no stub unless asked for
         assert "pg_trgm" not in text.split("cannot provide it")[0][-200:]  # an available one is not listed
         assert book.evidence()[-1]["outcome"] == "refused"
     assert query(empty_db, "SELECT to_regclass('public.t') IS NULL") == [(True,)]
+
+
+WEBHOOK = """CREATE EXTENSION IF NOT EXISTS pg_net WITH SCHEMA extensions;
+CREATE EXTENSION IF NOT EXISTS http WITH SCHEMA extensions;
+CREATE TABLE public.orders (id bigint PRIMARY KEY, total numeric NOT NULL);
+ALTER TABLE public.orders ENABLE ROW LEVEL SECURITY;
+
+-- the database-webhook pattern: every new order is posted to an endpoint
+CREATE FUNCTION public.notify_order() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  PERFORM net.http_post('https://hooks.example.invalid/orders', jsonb_build_object('id', new.id));
+  RETURN new;
+END
+$$;
+CREATE TRIGGER orders_webhook AFTER INSERT ON public.orders FOR EACH ROW EXECUTE FUNCTION public.notify_order();
+"""
+WEBHOOK_DOWN = """DROP TRIGGER orders_webhook ON public.orders;
+DROP FUNCTION public.notify_order();
+DROP TABLE public.orders;
+DROP EXTENSION http;
+DROP EXTENSION pg_net;
+"""
+WEBHOOK_SPEC = """checks:
+  - name: a new order is queued for the webhook (the stub never sends it)
+    setup: INSERT INTO public.orders (id, total) VALUES (7, 12.5)
+    sql: SELECT method, url, convert_from(body, 'UTF8')::jsonb ->> 'id' FROM net.http_request_queue
+    expect: {rows: [[POST, "https://hooks.example.invalid/orders", "7"]]}
+  - name: http answers without sending anything
+    sql: SELECT (extensions.http_get('https://example.invalid')).status
+    expect: {rows: [[0]]}
+"""
+
+
+def test_extension_stubs_on_a_local_cluster_are_named_stubs_in_every_output(tmp_path):
+    """Opt-in stubs of pg_net and http: the migrations run, nothing is sent, and every output says STUB."""
+    import localpg
+
+    # under /tmp as the session's cluster (the server's OS user must reach it; pytest's tmp_path is root's)
+    stub_cluster = localpg.LocalCluster(Path(tempfile.mkdtemp(prefix="pgrollout-stubs-")), localpg.free_port(),
+                                        fast=True, stubs=["http", "pg_net"])
+    try:
+        stub_cluster.init()
+        stub_cluster.start()
+        execute(stub_cluster.params(), "CREATE DATABASE app")
+        params = stub_cluster.params("app")
+        mset = MigrationSet(tmp_path / "set")
+        mset.add("001", "orders_webhook", WEBHOOK, WEBHOOK_DOWN, spec=WEBHOOK_SPEC)
+        book = set_playbook(params, mset, tmp_path / "work")
+        book.set(pgrollout_backup=False)
+        ok(book.run("prepare.yml"))
+        dry = ok(book.run("rollout.yml", "--check", "--diff"))
+        for text in (said(dry), said(ok(book.run()))):
+            assert "WARNING: STUB extension(s)" in text, text[-3000:]
+            assert "extension pg_net will be a pgrollout STUB here, not the real pg_net: it sends nothing" in text
+            assert "extension http will be a pgrollout STUB here" in text
+        assert "0.0.0-pgrollout-stub" in said(dry)  # the dry run's schema change shows the stub's version
+        record = book.evidence()[-1]
+        assert record["outcome"] == "succeeded"
+        assert {s["extension"] for s in record["target"]["extension_stubs"]} == {"http", "pg_net"}
+        again = said(ok(book.run()))  # installed now: still named on a run with nothing pending
+        assert "extension pg_net is a pgrollout STUB here" in again, again[-3000:]
+        status = said(ok(book.run("status.yml")))
+        assert "STUB: extension http is a pgrollout STUB here" in status, status[-3000:]
+        execute(params, "INSERT INTO public.orders (id, total) VALUES (1, 3)")
+        assert query(params, "SELECT url FROM net.http_request_queue") == [("https://hooks.example.invalid/orders",)]
+        ok(book.run("rollback.yml"))
+        assert query(params, "SELECT count(*) FROM pg_extension WHERE extname IN ('pg_net', 'http')") == [(0,)]
+    finally:
+        stub_cluster.destroy()
