@@ -107,6 +107,12 @@ options:
         reason), not re-applied.
     type: dict
     default: {}
+  approved_checksums:
+    description:
+      - Path of a forward file to its sha256 as the preflight (and the promotion gate) approved it. A file
+        whose content differs now is refused before anything is applied.
+    type: dict
+    default: {}
   run_id:
     description: Identifier of this run, stored with the ledger entries.
     type: str
@@ -215,7 +221,7 @@ try:  # this repository (ansible.cfg: module_utils = ./module_utils)
     from ansible.module_utils.pgrollout.controller import ControllerWatch
     from ansible.module_utils.pgrollout.lease import heartbeat
     from ansible.module_utils.pgrollout.migrate import Item, MigrationError, Options, apply_plan
-    from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError, build
+    from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError, build, refuse_changed
     from ansible.module_utils.pgrollout.retry import RetryPolicy
     from ansible.module_utils.pgrollout.sqlfile import MigrationFileError, load
     from ansible.module_utils.pgrollout.timeouts import TimeoutSettingError, check
@@ -239,6 +245,7 @@ except ImportError:  # installed as the collection pgrollout.postgresql
         Layout,
         PlanError,
         build,
+        refuse_changed,
     )
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.retry import RetryPolicy
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError, load
@@ -263,6 +270,7 @@ ARGUMENT_SPEC = dict(
     retry_max_delay={"type": "float", "default": 30.0},
     lock_wait={"type": "float", "default": 0},
     accept_drift={"type": "dict", "default": {}},
+    approved_checksums={"type": "dict", "default": {}},
     run_id={"type": "str"},
     require_lease={"type": "bool", "default": False},
     lease_ttl={"type": "int", "default": 600},
@@ -290,6 +298,7 @@ def main() -> None:
         check(lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
               dry_run_statement_timeout=p["dry_run_statement_timeout"])
         plan = items(p)
+        refuse_changed(plan, {str(k): str(v) for k, v in p["approved_checksums"].items()})
     except (TimeoutSettingError, MigrationFileError, SpecError, PlanError) as exc:
         module.fail_json(msg=str(exc), results=[], applied=[])
     options = Options(

@@ -274,6 +274,7 @@ def markdown(record: dict[str, Any]) -> str:
         lines += ["## Partially applied", "", f"- {record['partially_applied'].get('msg')}", ""]
     if record.get("failure"):
         lines += ["## Failure", "", f"- task: {record['failure'].get('task')}",
+                  f"- kind: {record['failure'].get('kind') or 'step_failed'}",
                   f"- message: {record['failure'].get('msg')}", ""]
     return "\n".join(lines)
 

@@ -66,6 +66,20 @@ def refuse_too_big(path: str, max_mb: int) -> None:
             "pgrollout_max_migration_mb for this run (-e pgrollout_max_migration_mb=100). Nothing was changed.")
 
 
+def refuse_changed(items: list[Item], approved: dict[str, str]) -> None:
+    """PlanError when a file to run differs from the checksum the preflight (and the gates) approved.
+
+    The files are read again when they are applied; an edit in between (a
+    checkout, a hand edit during the backup) would run what nobody reviewed.
+    """
+    changed = [f"{os.path.basename(i.file.path)} (approved {approved[i.file.path][:12]}, now {i.file.checksum[:12]})"
+               for i in items if i.direction == "up" and i.file.path in approved
+               and approved[i.file.path] and approved[i.file.path] != i.file.checksum]
+    if changed:
+        raise PlanError(f"changed since the preflight approved it: {', '.join(changed)}. Nothing was applied: run "
+                        "again, so the file as it is now is reviewed, gated and backed up for")
+
+
 def build(layout: Layout, files: list[str], direction: str = "up", require_spec: bool = False,
           final_checks: list[dict[str, Any]] | None = None, require_rollback: bool = False,
           max_file_mb: int = 0) -> list[Item]:

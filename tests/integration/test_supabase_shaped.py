@@ -217,6 +217,10 @@ def test_supabase_shaped_sets_prepare_dry_run_roll_out_rehearse_and_roll_back(cl
 
     ok(book.run("rollback.yml", "-e", "pgrollout_rollback_to=000"))
     assert book.evidence()[-1]["outcome"] == "succeeded"
+    # pgrollout_backup=false: the rollback took no backup either
+    assert not (book.evidence()[-1].get("backup") or {}).get("path")
+    backups = tmp_path / "work" / "backups"
+    assert not backups.exists() or not any(backups.rglob("*.dump")), list(backups.rglob("*"))
     assert query(empty_db, "SELECT count(*) FROM supabase_migrations.schema_migrations") == [(0,)]
     assert schema.diff(prepared_only, snapshot(empty_db)) == {}  # exactly the prepared state again
     assert query(empty_db, "SELECT count(*) FROM storage.buckets") == [(0,)]
@@ -324,3 +328,21 @@ def test_extension_stubs_on_a_local_cluster_are_named_stubs_in_every_output(tmp_
         assert query(params, "SELECT count(*) FROM pg_extension WHERE extname IN ('pg_net', 'http')") == [(0,)]
     finally:
         stub_cluster.destroy()
+
+
+def test_vector_where_the_server_has_it(empty_db, tmp_path):
+    """pgvector has no PostgreSQL 15 package on these machines: used only where the server offers it."""
+    import pytest
+
+    if not query(empty_db, "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'")[0][0]:
+        pytest.skip("vector is not in this server's pg_available_extensions (no pgvector package for PostgreSQL 15 "
+                    "here): the preflight names it instead (test_an_extension_the_server_cannot_provide_...)")
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "embeddings", "CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA extensions;\n"
+                                  "CREATE TABLE public.docs (id bigint PRIMARY KEY, embedding extensions.vector(3));\n"
+                                  "ALTER TABLE public.docs ENABLE ROW LEVEL SECURITY;\n",
+             "DROP TABLE public.docs;\nDROP EXTENSION vector;\n")
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    ok(book.run("prepare.yml"))
+    ok(book.run())
+    ok(book.run("rollback.yml"))

@@ -1,0 +1,39 @@
+"""Why a run stops, as values a step sets (pgrollout_stop), never read from a task's name.
+
+The rescue of a run decides from these: a stop that keeps what the run
+applied (a verified migration held only for unacknowledged warnings, a watch
+breach without pgrollout_watch_rollback_on_breach) is not rolled back;
+anything else that fails after a change is. Renaming a task changes nothing.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# kind -> what it means (the evidence's failure.kind; README, Outcomes and exit codes)
+KINDS = {
+    "warnings_unacknowledged": "verified, but warnings need acknowledging in this environment",
+    "watch_breach": "the watch after the change breached its thresholds",
+    "check_failed": "a verification check failed",
+    "lint_unacknowledged": "lint errors nobody let through",
+    "refused": "a preflight condition refused the run before anything changed",
+}
+# a failure of any other task (a module's error, a lost connection, ...)
+DEFAULT_KIND = "step_failed"
+
+ARGUMENT_SPEC: dict[str, Any] = {
+    "kind": {"type": "str", "required": True, "choices": sorted(KINDS)},
+    "msg": {"type": "str", "required": True},
+    "keep_applied": {"type": "bool", "default": False},
+}
+
+
+def stop(args: dict[str, Any]) -> dict[str, Any]:
+    """The failed result a stop returns: its message, kind, and whether what the run applied stays."""
+    return {"failed": True, "changed": False, "msg": args["msg"], "failure_kind": args["kind"],
+            "keep_applied": bool(args["keep_applied"])}
+
+
+def failure(task_name: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The run record's failure from the failed task's result (its name is kept only for people to read)."""
+    return {"task": task_name, "msg": result.get("msg") or "failed",
+            "kind": result.get("failure_kind") or DEFAULT_KIND, "keep_applied": bool(result.get("keep_applied"))}
