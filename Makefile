@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: rollout dry-run test lint molecule venv collection ee-context db-start db-stop db-reset db-status db-prepare bench-lock-safety bench-backup-restore bench-many-migrations bench-big-file bench-catalog bench-fleet status new-migration spec lint-migrations
+.PHONY: rollout dry-run test lint molecule venv collection ee-context db-start db-stop db-reset db-status db-prepare bench-lock-safety bench-backup-restore bench-many-migrations bench-peers bench-big-file bench-catalog bench-fleet status new-migration spec lint-migrations
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pgrollout needs Python >= 3.11 (ansible-core 2.19): set PYTHON=")'
@@ -75,6 +75,10 @@ bench-fleet: venv
 
 bench-many-migrations: venv
 	$(BIN)/python bench/many_migrations.py
+
+# The peers bench-many-migrations measures beside pgrollout: the Supabase CLI and dbmate (npm registry).
+bench-peers:
+	npm install --prefix .local/node --no-audit --no-fund --silent supabase@3.1.0 dbmate@2.36.0
 
 bench-big-file: venv
 	$(BIN)/python bench/big_file_preflight.py

@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""Many migrations, side by side: psql per file against pgrollout's one-call engine.
+"""Many migrations, side by side: pgrollout against the real psql binary, the Supabase CLI and dbmate.
 
 Generates --count up/down migrations of realistic DDL (tables with foreign keys
-to earlier tables, indexes, RLS and policies, a few CREATE INDEX CONCURRENTLY
-in non-transactional files) in the updown layout, then times on a disposable
-cluster, each into a fresh database:
+to earlier tables, indexes, RLS and policies, a CREATE INDEX CONCURRENTLY in
+every 25th file, non-transactional) and measures, each into a fresh database
+on one disposable cluster, CPU seconds (client process tree + the server's:
+bench/measure.py) beside wall time:
 
-  (a) psql -X -1 -v ON_ERROR_STOP=1 -f per up file (non-transactional ones without -1)
-  (b) pgrollout's migrate step and its whole rollout.yml (backup off)
-  (c) rolling back to the first version: rollback.yml against psql on the down files
-  (d) rollout.yml with nothing pending
+  forward      the real psql binary per file (-1, not Debian's Perl wrapper); pgrollout's rollout.yml
+               (backup off) and its migrate step; `supabase db push`; `dbmate up`
+  nothing      each again with nothing pending
+  --check      pgrollout's dry run of the whole plan; `supabase db push --dry-run`
+  rollback     psql per down file; pgrollout's rollback.yml to 001
 
-Targets: (b) migrate within 2x of (a); whole rollout within (a) + 10 s;
-(c) within 2x of psql; (d) under 3 s. Prints the figures and the ratios.
+The Supabase CLI and dbmate run when installed (`make bench-peers` installs both
+into .local/node); the CLI's copy of the set has plain CREATE INDEX where the
+others build concurrently (it runs each file in a transaction).
+Targets (issue 22): nothing pending <= the CLI; forward <= 1.5x psql; --check <= 1.5x forward.
 
     .venv/bin/python bench/many_migrations.py [--count 150]
 """
@@ -30,10 +34,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "scripts"), str(REPO / "module_utils")]
+sys.path[:0] = [str(REPO / "scripts"), str(REPO / "module_utils"), str(REPO / "bench")]
+
+from measure import Figures, Meter  # noqa: E402
 
 import localpg  # noqa: E402
 from pgrollout import connection  # noqa: E402
+
+PEERS = REPO / ".local" / "node" / "node_modules" / ".bin"
 
 
 def generate(folder: Path, count: int) -> list[tuple[Path, Path, bool]]:
@@ -74,16 +82,42 @@ def fresh_db(cluster: localpg.LocalCluster, name: str) -> dict[str, Any]:
     return params
 
 
-def psql_each(params: dict[str, Any], files: list[tuple[Path, bool]]) -> float:
+def psql_each(params: dict[str, Any], files: list[tuple[Path, bool]]) -> None:
+    """The real psql binary (Debian's /usr/bin/psql is a Perl wrapper that costs 2.7x the client CPU)."""
+    psql = str(localpg.find_bindir() / "psql")
     env = dict(os.environ, PGPASSWORD=params["login_password"])
-    started = time.monotonic()
     for path, transactional in files:
-        cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", params["login_host"], "-p",
+        cmd = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", params["login_host"], "-p",
                str(params["login_port"]), "-U", params["login_user"], "-d", params["login_db"], "-f", str(path)]
         if transactional:
-            cmd.insert(2, "-1")
+            cmd.insert(1, "-1")
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - started
+
+
+def url(params: dict[str, Any]) -> str:
+    return (f"postgresql://{params['login_user']}:{params['login_password']}@{params['login_host']}:"
+            f"{params['login_port']}/{params['login_db']}?sslmode=disable")
+
+
+def peer_sets(base: Path, files: list[tuple[Path, Path, bool]]) -> tuple[Path, Path]:
+    """The same set as a Supabase CLI project and as dbmate files."""
+    project, dbmate = base / "cli-project", base / "dbmate"
+    (project / "supabase" / "migrations").mkdir(parents=True)
+    dbmate.mkdir()
+    for up, down, transactional in files:
+        name = up.name.replace(".up.sql", ".sql")
+        body = up.read_text().replace("-- morph:nontransactional\n", "")
+        (project / "supabase" / "migrations" / name).write_text(body.replace(" CONCURRENTLY", ""))
+        rollback = down.read_text().replace("-- morph:nontransactional\n", "")
+        (dbmate / name).write_text(f"-- migrate:up{'' if transactional else ' transaction:false'}\n{body}\n"
+                                   f"-- migrate:down{'' if transactional else ' transaction:false'}\n{rollback}")
+    return project, dbmate
+
+
+def cli(*args: str, cwd: Path | None = None) -> None:
+    proc = subprocess.run(list(args), capture_output=True, text=True, cwd=cwd)
+    if proc.returncode != 0:
+        raise SystemExit(f"{Path(args[0]).name} failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
 
 
 class Runner:
@@ -131,37 +165,59 @@ def main(argv: list[str] | None = None) -> int:
     cluster = localpg.LocalCluster(base / "pg", localpg.free_port(), fast=True)
     cluster.init()
     cluster.start()
+    rows: list[tuple[str, str, Figures]] = []
+
+    def measure(group: str, label: str, action: Any) -> Any:
+        with Meter(cluster.data) as meter:
+            result = action()
+        rows.append((group, label, meter.figures))
+        return result
+
+    quiet = ("-e", "pgrollout_exposed_schemas=[]")
     try:
         files = generate(base / "migrations", args.count)
         ups = [(up, tx) for up, _, tx in files]
         downs = [(down, tx) for _, down, tx in reversed(files[1:])]
         plain = fresh_db(cluster, "bench_psql")
-        psql_up = psql_each(plain, ups)
-        psql_down = psql_each(plain, downs)
+        measure("forward", "psql binary, -1 -f per file", lambda: psql_each(plain, ups))
         runner = Runner(fresh_db(cluster, "bench_pgrollout"), base / "migrations", base)
-        rollout, record = runner.play("rollout.yml", "-e", "pgrollout_exposed_schemas=[]")
+        _, record = measure("forward", "pgrollout rollout.yml", lambda: runner.play("rollout.yml", *quiet))
         migrate = step_seconds(record, "migrate")
-        noop, _ = runner.play("rollout.yml", "-e", "pgrollout_exposed_schemas=[]")
-        rollback, record_back = runner.play("rollback.yml", "-e", "pgrollout_rollback_to=001",
-                                            "-e", "pgrollout_exposed_schemas=[]")
-        rollback_step = step_seconds(record_back, "rollback")
+        measure("nothing", "pgrollout rollout.yml", lambda: runner.play("rollout.yml", *quiet))
+        (base / "check").mkdir()
+        checker = Runner(fresh_db(cluster, "bench_check"), base / "migrations", base / "check")
+        measure("--check", "pgrollout rollout.yml --check", lambda: checker.play("rollout.yml", "--check", *quiet))
+        measure("rollback", "psql binary per down file", lambda: psql_each(plain, downs))
+        measure("rollback", "pgrollout rollback.yml to 001",
+                lambda: runner.play("rollback.yml", "-e", "pgrollout_rollback_to=001", *quiet))
+        project, dbmate_dir = peer_sets(base, files)
+        supabase, dbmate = PEERS / "supabase", PEERS / "dbmate"
+        if supabase.exists():
+            target = url(fresh_db(cluster, "bench_cli"))
+            push = [str(supabase), "db", "push", "--db-url", target, "--yes", "--workdir", str(project)]
+            measure("--check", "supabase db push --dry-run", lambda: cli(*push, "--dry-run", cwd=project))
+            measure("forward", "supabase db push", lambda: cli(*push, cwd=project))
+            measure("nothing", "supabase db push", lambda: cli(*push, cwd=project))
+        if dbmate.exists():
+            target = url(fresh_db(cluster, "bench_dbmate"))
+            up = [str(dbmate), "--url", target, "--migrations-dir", str(dbmate_dir), "--no-dump-schema", "up"]
+            measure("forward", "dbmate up", lambda: cli(*up))
+            measure("nothing", "dbmate up", lambda: cli(*up))
     finally:
         cluster.destroy()
-    rows = [
-        ("(a) psql -1 -f per up file", psql_up, None, None),
-        ("(b) pgrollout migrate step", migrate, migrate / psql_up, "<= 2x (a)"),
-        ("(b) pgrollout whole rollout.yml", rollout, rollout - psql_up, "<= (a) + 10 s"),
-        ("(c) psql per down file", psql_down, None, None),
-        ("(c) pgrollout rollback step (to 001)", rollback_step, rollback_step / psql_down, "<= 2x psql"),
-        ("(c) pgrollout whole rollback.yml", rollback, rollback / psql_down, None),
-        ("(d) rollout.yml, nothing pending", noop, None, "< 3 s"),
-    ]
     print(f"{args.count} migrations ({sum(1 for *_, tx in files if not tx)} non-transactional), "
-          f"{datetime.date.today()}, {os.cpu_count()} cores")
-    print(f"{'':40} {'seconds':>8} {'vs baseline':>12}  target")
-    for label, seconds, ratio, target in rows:
-        shown = "" if ratio is None else (f"{ratio:+.1f} s" if "+" in (target or "") else f"{ratio:.2f}x")
-        print(f"{label:40} {seconds:8.2f} {shown:>12}  {target or ''}")
+          f"{datetime.date.today()}, {os.cpu_count()} cores; pgrollout's migrate step {migrate:.2f} s wall"
+          + ("" if (PEERS / "supabase").exists() and (PEERS / "dbmate").exists()
+             else "; Supabase CLI or dbmate not installed (make bench-peers)"))
+    baselines = {"forward": "psql binary, -1 -f per file", "nothing": "supabase db push",
+                 "--check": "pgrollout rollout.yml", "rollback": "psql binary per down file"}
+    print(f"{'':10} {'':36} {'CPU s':>7} {'client':>7} {'server':>7} {'wall s':>7}  vs")
+    for group, label, fig in rows:
+        base_label = baselines[group]
+        base_fig = next((f for g, lb, f in rows if lb == base_label and (g == group or group == "--check")), None)
+        ratio = f"{fig.cpu / base_fig.cpu:.2f}x {base_label}" if base_fig and base_fig is not fig and \
+            base_fig.cpu else ""
+        print(f"{group:10} {label:36} {fig.cpu:7.2f} {fig.client:7.2f} {fig.server:7.2f} {fig.wall:7.2f}  {ratio}")
     return 0
 
 

@@ -162,6 +162,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+report:
+  description: What each file did as the console shows it - its line, locks, lock hold, retries, checks.
+  returned: always
+  type: list
+  elements: str
 results:
   description:
     - One entry per file, in order - version, name, path, direction, checksum,
@@ -300,7 +305,7 @@ def main() -> None:
         plan = items(p)
         refuse_changed(plan, {str(k): str(v) for k, v in p["approved_checksums"].items()})
     except (TimeoutSettingError, MigrationFileError, SpecError, PlanError) as exc:
-        module.fail_json(msg=str(exc), results=[], applied=[])
+        module.fail_json(msg=str(exc), results=[], applied=[], report=[])
     options = Options(
         lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
         retry=RetryPolicy(retries=p["retries"], delay=p["retry_delay"], max_delay=p["retry_max_delay"]),
@@ -314,6 +319,7 @@ def main() -> None:
     except MigrationError as exc:
         results = [modules.public(r) for r in exc.details.pop("results", [])]
         module.fail_json(msg=str(exc), results=results, failed_file=modules.public(exc.details),
+                         report=modules.file_report(results, module.check_mode),
                          partial=exc.details.get("partial"), xids=[r["xid"] for r in results if r.get("xid")],
                          attempts=exc.details.get("attempts", []), applied=modules.changed_versions(results),
                          changed=any(r.get("changed") and not r.get("dry_run") for r in results))
@@ -322,7 +328,8 @@ def main() -> None:
     results = [modules.public(r) for r in summary["results"]]
     result = {"changed": summary["changed"], "results": results, "applied": modules.changed_versions(results),
               "after_commit": summary["after_commit"], "xids": [r["xid"] for r in results if r.get("xid")],
-              "msg": "; ".join(r["msg"] for r in results) or "no file to run"}
+              "msg": "; ".join(r["msg"] for r in results) or "no file to run",
+              "report": modules.file_report(results, module.check_mode)}
     if summary.get("schema_changes") is not None:
         result["schema_changes"] = summary["schema_changes"]
     diffs = [r.pop("diff") for r in summary["results"] if r.get("diff")]
