@@ -72,7 +72,7 @@ def test_every_missing_privilege_is_reported_before_anything_changes(supabase_sh
         proc = book.run("rollout.yml", *args)
         assert proc.returncode != 0, proc.stdout[-3000:]
         failed = [t for t in proc.results["tasks"] if t["status"] == "failed"]
-        assert failed[0]["task"].endswith(REFUSAL), failed[0]
+        assert failed[0]["result"]["refused_by"] == REFUSAL, failed[0]
         message = failed[0]["result"]["msg"]
         for expected in (f"role {role} cannot create schema pgrollout", f"GRANT CREATE ON DATABASE {admin['login_db']}",
                          f"GRANT USAGE ON SCHEMA auth TO {role}", f"GRANT USAGE, CREATE ON SCHEMA public TO {role}",

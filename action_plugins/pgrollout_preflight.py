@@ -1,0 +1,16 @@
+"""pgrollout_preflight on the control node: the preflight's verdict on what pg_facts read (verdict.py)."""
+from __future__ import annotations
+
+import os
+import sys
+
+_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
+if os.path.isdir(os.path.join(_UTILS, "pgrollout")):  # this repository
+    sys.path.insert(0, _UTILS)
+    from pgrollout import verdict
+    from pgrollout.actions import action
+else:  # the collection pgrollout.postgresql
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import verdict
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.actions import action
+
+ActionModule = action(verdict.ARGUMENT_SPEC, verdict.verdict)

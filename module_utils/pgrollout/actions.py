@@ -1,0 +1,25 @@
+"""Controller-side actions: a module's work done in the controller's own process (no module to start).
+
+Used by the action plugins whose work needs no database: the result of
+`run(args)` is the task's result, its arguments checked against the spec.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def action(argument_spec: dict[str, Any], run: Callable[[dict[str, Any]], dict[str, Any]]) -> type:
+    from ansible.plugins.action import ActionBase
+
+    class ActionModule(ActionBase):
+        TRANSFERS_FILES = False
+        _requires_connection = False
+
+        def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+            result = super().run(tmp, task_vars)
+            _, args = self.validate_argument_spec(argument_spec=argument_spec)
+            result.update(run(args))
+            return result
+
+    return ActionModule
