@@ -93,6 +93,12 @@ options:
         (the one write this module makes; not in check mode). Empty - record nothing.
     type: str
     default: ""
+  review:
+    description:
+      - With pending files, review them in this call (pgrollout_lint's review - squawk and pgrollout's rules,
+        forward and rollback files, annotated with the target's table sizes) and return it as C(lint).
+        Keys - exposed_schemas, acknowledged, big_table_rows, big_table_bytes, squawk_config.
+    type: dict
   record_first_snapshot:
     description:
       - With no catalog snapshot recorded yet (an adopted database, an older pgrollout) and no run holding
@@ -209,6 +215,11 @@ facts:
           cannot provide (neither installed nor in pg_available_extensions) - file, line, extension and msg
           (what the target needs). Empty when every extension is available.
       type: list
+    lint:
+      description:
+        - With O(review) and pending files, the review - findings, blocking (errors neither ignored nor
+          acknowledged), summary - as pgrollout_lint returns it.
+      type: dict
     extension_stubs:
       description:
         - pgrollout's extension stubs (supabase/stubs, opt-in on local clusters) installed on the target or
@@ -286,6 +297,7 @@ def main() -> None:
         max_file_mb={"type": "int", "default": 0},
         accept_schema_drift_reason={"type": "str", "default": ""},
         record_first_snapshot={"type": "bool", "default": False},
+        review={"type": "dict"},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
@@ -299,7 +311,7 @@ def main() -> None:
         with connect(p) as conn:
             facts = gather(conn, layout, p["rls_schemas"], p["long_running"], p["accept_drift"], p["rollback"],
                            p["require_spec"], p["allow_out_of_order"], p["target_version"], p["require_rollback"],
-                           p["rehearse"], p["backup"], p["checks_if_current"], p["max_file_mb"])
+                           p["rehearse"], p["backup"], p["checks_if_current"], p["max_file_mb"], p["review"])
             if facts.get("privileges_missing"):  # preflight refuses: nothing more is read
                 module.exit_json(changed=False, facts=facts, record=for_record(facts))
             drift = facts.get("schema_drift") or {}

@@ -91,7 +91,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 try:  # this repository (ansible.cfg: module_utils = ./module_utils)
     from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.lint import annotate, files_to_lint, lint, rollback_findings, write_reports
+    from ansible.module_utils.pgrollout.lint import review, write_reports
     from ansible.module_utils.pgrollout.plan import Layout
     from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
 except ImportError:  # installed as the collection pgrollout.postgresql
@@ -99,13 +99,7 @@ except ImportError:  # installed as the collection pgrollout.postgresql
         CONNECTION_ARGUMENT_SPEC,
         connect,
     )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.lint import (
-        annotate,
-        files_to_lint,
-        lint,
-        rollback_findings,
-        write_reports,
-    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.lint import review, write_reports
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import Layout
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
 
@@ -129,18 +123,15 @@ def main() -> None:
         fail_on_error={"type": "bool", "default": True},
     ), supports_check_mode=True)
     p = module.params
-    config = p["squawk_config"]
-    if config is None and os.path.exists(".squawk.toml"):
-        config = os.path.abspath(".squawk.toml")
     try:
         layout = Layout(p["migrations_dir"], p["rollbacks_dir"], layout=p["layout"])
-        files = files_to_lint(layout, p["versions"])
-        report = lint(files, p["exposed_schemas"], p["acknowledged"], config,
-                      extra=rollback_findings(layout, files), pg_version=p["pg_version"])
+        args = (layout, p["versions"], p["exposed_schemas"], p["acknowledged"], p["squawk_config"], p["pg_version"])
         if p["annotate"]:
             with connect(p) as conn, conn.transaction(), conn.cursor() as cur:
                 cur.execute("SET TRANSACTION READ ONLY")
-                annotate(report, files, cur, p["big_table_rows"], p["big_table_bytes"])
+                report = review(*args, cur=cur, big_rows=p["big_table_rows"], big_bytes=p["big_table_bytes"])
+        else:
+            report = review(*args)
         write_reports(report, p["json_path"], p["junit_path"])
     except (MigrationFileError, RuntimeError, OSError) as exc:
         module.fail_json(msg=str(exc))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import connection, extensions, lease, ledger, locks, plan, privileges, schema, sqlfile
+from . import connection, extensions, lease, ledger, lint, locks, plan, privileges, schema, sqlfile
 
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection, Cursor
@@ -130,7 +130,8 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
            require_spec: bool = False, allow_out_of_order: list[str] = (),
            target_version: str | None = None, require_rollback: bool = False,
            rehearse: dict[str, Any] | None = None, backup: bool = False,
-           extra_checks: list[dict[str, Any]] = (), max_file_mb: int = 0) -> dict[str, Any]:
+           extra_checks: list[dict[str, Any]] = (), max_file_mb: int = 0,
+           review: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything preflight needs, in one READ ONLY transaction.
 
     With `rollback` ({"to": version or None, "version": version or None}) the
@@ -191,4 +192,12 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
         # without the privileges, locks.resolve may meet a schema the role cannot use: preflight refuses first
         result["locks"] = lock_holders(cur, [item.file for item in to_lock]) \
             if not result.get("privileges_missing") else {"tables": {}, "holders": []}
+        if review is not None and layout and rollback is None and rehearse is None and state["pending_versions"] \
+                and not result.get("plan_error") and not result.get("privileges_missing"):
+            # the review in the same call and transaction (no second module process): the target's version and
+            # table sizes judge the findings
+            result["lint"] = lint.review(layout, state["pending_versions"], review.get("exposed_schemas") or [],
+                                         review.get("acknowledged") or [], review.get("squawk_config"),
+                                         result["server_major_minor"], cur, int(review.get("big_table_rows", 1000000)),
+                                         int(review.get("big_table_bytes", 1073741824)))
         return result

@@ -347,3 +347,22 @@ def write_reports(report: dict[str, Any], json_path: str | None, junit_path: str
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(text)
+
+
+def default_squawk_config(path: str | None) -> str | None:
+    """The given squawk config, else a .squawk.toml in the working folder (the project's root), else none."""
+    if path is None and os.path.exists(".squawk.toml"):
+        return os.path.abspath(".squawk.toml")
+    return path
+
+
+def review(layout: Any, versions: list[str] | None, exposed: list[str], acknowledged: list[str] = (),
+           squawk_config: str | None = None, pg_version: str | None = None, cur: Any = None,
+           big_rows: int = 1000000, big_bytes: int = 1073741824) -> dict[str, Any]:
+    """The review of `versions` (forward and rollback files; all when None), annotated with table sizes on `cur`."""
+    files = files_to_lint(layout, versions)
+    report = lint(files, exposed, acknowledged, default_squawk_config(squawk_config),
+                  extra=rollback_findings(layout, files), pg_version=pg_version)
+    if cur is not None:
+        annotate(report, files, cur, big_rows, big_bytes)
+    return report
