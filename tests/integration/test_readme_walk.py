@@ -41,6 +41,10 @@ NOT_WALKED = {
     "molecule": "Molecule's scenarios are their own CI step (make molecule)",
     "ansible-galaxy collection install": "Galaxy is unreachable here; test_collection installs the built collection",
     "pgrollout.postgresql.": "runs from the installed collection (test_collection)",
+    "make db-prepare": "prepares a plain server of another environment (staging has no host here); prepare.yml "
+                       "itself runs on test databases in test_supabase_shaped",
+    "PGROLLOUT_EXTENSION_STUBS": "restarts the dev server with the extension stubs; a cluster with them runs in "
+                                 "test_supabase_shaped (test_extension_stubs_...)",
 }
 EDITED = {  # what the newcomer writes with $EDITOR
     "supabase/migrations/004_add_bot_notes.sql": "ALTER TABLE public.bots ADD COLUMN notes text;\n",
