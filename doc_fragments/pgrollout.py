@@ -6,14 +6,19 @@ class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:
   login_host:
-    description: Host of the PostgreSQL server (use the direct connection, not a transaction pooler).
+    description:
+      - Host of the PostgreSQL server (use the direct connection, not a transaction pooler). Empty - libpq's
+        choice (PGHOST, a service file in O(connect_params), else O(login_unix_socket) or the local socket).
     type: str
-    default: 127.0.0.1
+    default: ''
     aliases: [host]
+  login_unix_socket:
+    description: Folder of the server's Unix socket, used when O(login_host) is empty.
+    type: str
+    default: ''
   login_port:
-    description: Port of the PostgreSQL server.
+    description: Port of the PostgreSQL server. Not given - libpq's choice (PGPORT, a service file, else 5432).
     type: int
-    default: 5432
     aliases: [port]
   login_user:
     description: Role to connect as.
@@ -23,7 +28,8 @@ options:
   login_password:
     description:
       - Password of O(login_user). Never logged, never passed in argv; client
-        programs receive it through a temporary 0600 passfile.
+        programs receive it through a temporary 0600 passfile. Empty - libpq's
+        own sources, for the client programs too (PGPASSWORD, PGPASSFILE, ~/.pgpass).
     type: str
     default: ''
     aliases: [password]
@@ -37,6 +43,16 @@ options:
     type: str
     default: prefer
     choices: [allow, disable, prefer, require, verify-ca, verify-full]
+  ca_cert:
+    description: File of the CA certificate(s) to verify the server with (libpq sslrootcert).
+    type: str
+    aliases: [ssl_rootcert]
+  ssl_cert:
+    description: The client certificate file (libpq sslcert).
+    type: path
+  ssl_key:
+    description: The client certificate's key file (libpq sslkey).
+    type: path
   connect_timeout:
     description: Seconds to wait for a connection.
     type: int

@@ -301,8 +301,11 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
     with clock("sha256"):
         sha, files = checksums(final)
     manifest = {
-        "path": final, "format": opts.format, "database": params["login_db"], "host": params["login_host"],
-        "port": params["login_port"], "label": label, "scope": {"schemas": opts.schemas, "tables": opts.tables},
+        "path": final, "format": opts.format, "database": params["login_db"],
+        # as given, else libpq's (PGHOST, PGPORT)
+        "host": params.get("login_host") or params.get("login_unix_socket") or os.environ.get("PGHOST"),
+        "port": params.get("login_port") or os.environ.get("PGPORT"), "label": label,
+        "scope": {"schemas": opts.schemas, "tables": opts.tables},
         "pg_dump_version": pg_dump_major, "server_major": server_major,
         "started_at": started.isoformat(), "finished_at": datetime.datetime.now(datetime.UTC).isoformat(),
         "size_bytes": size_of(final), "database_size_bytes": database_size, "sha256": sha,

@@ -1,7 +1,11 @@
 """One connection spec for every pgrollout module, modelled on community.postgresql.
 
-The password travels to PostgreSQL client programs (pg_dump, pg_restore) only
-through a temporary passfile named in the child's environment: never argv.
+Connections follow libpq: a host or port not given is libpq's (PGHOST, PGPORT,
+a service file named in connect_params, the Unix socket), and with no
+password given, libpq's own sources work for the client programs too
+(PGPASSWORD, PGPASSFILE, ~/.pgpass). A password that is given travels to
+pg_dump, pg_restore and psql only through a temporary passfile named in the
+child's environment: never argv.
 """
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection
 
 CONNECTION_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
-    "login_host": {"type": "str", "default": "127.0.0.1", "aliases": ["host"]},
-    "login_port": {"type": "int", "default": 5432, "aliases": ["port"]},
+    "login_host": {"type": "str", "default": "", "aliases": ["host"]},
+    "login_unix_socket": {"type": "str", "default": ""},
+    "login_port": {"type": "int", "aliases": ["port"]},
     "login_user": {"type": "str", "default": "postgres", "aliases": ["user"]},
     "login_password": {"type": "str", "default": "", "no_log": True, "aliases": ["password"]},
     "login_db": {"type": "str", "default": "postgres", "aliases": ["db"]},
@@ -24,9 +29,14 @@ CONNECTION_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
         "default": "prefer",
         "choices": ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"],
     },
+    "ca_cert": {"type": "str", "aliases": ["ssl_rootcert"]},
+    "ssl_cert": {"type": "path"},
+    "ssl_key": {"type": "path", "no_log": False},
     "connect_timeout": {"type": "int", "default": 10},
     "connect_params": {"type": "dict", "default": {}},
 }
+# community.postgresql's names for libpq's TLS files
+_TLS_FILES = {"ca_cert": "sslrootcert", "ssl_cert": "sslcert", "ssl_key": "sslkey"}
 
 APPLICATION_NAME = "pgrollout"
 # Passfiles are named with the creating pid, so a later run can tell a dead run's leftover.
@@ -47,18 +57,32 @@ LIBPQ_ENVIRONMENT = {
 
 
 def libpq_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Keyword parameters for libpq built from module parameters (password excluded)."""
-    conn = {
-        "host": params["login_host"],
-        "port": params["login_port"],
-        "user": params["login_user"],
-        "dbname": params["login_db"],
-        "sslmode": params["ssl_mode"],
-        "connect_timeout": params["connect_timeout"],
-        "application_name": APPLICATION_NAME,
+    """Keyword parameters for libpq built from module parameters (password excluded).
+
+    Only what was given: a host or port left out is libpq's to choose (environment, service file, socket).
+    """
+    given = {
+        "host": params.get("login_host") or params.get("login_unix_socket") or None,
+        "port": params.get("login_port"),
+        "user": params.get("login_user"),
+        "dbname": params.get("login_db"),
+        "sslmode": params.get("ssl_mode"),
+        "connect_timeout": params.get("connect_timeout"),
+        **{libpq: params.get(name) for name, libpq in _TLS_FILES.items()},
     }
+    conn = {k: v for k, v in given.items() if v not in (None, "")}
+    conn["application_name"] = APPLICATION_NAME
     conn.update(params.get("connect_params") or {})
     return conn
+
+
+def where(params: dict[str, Any]) -> str:
+    """host:port as given, or what libpq will use, for messages."""
+    conn = libpq_params(params)
+    host = conn.get("host") or os.environ.get("PGHOST") or (f"service {conn['service']}" if conn.get("service")
+                                                            else "the local socket")
+    port = conn.get("port") or os.environ.get("PGPORT") or ("" if conn.get("service") else 5432)
+    return f"{host}:{port}" if port else str(host)
 
 
 def connect(params: dict[str, Any], autocommit: bool = False) -> Connection:
@@ -77,8 +101,8 @@ def connect(params: dict[str, Any], autocommit: bool = False) -> Connection:
         return psycopg.connect(autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         raise RuntimeError(
-            f"cannot connect to {kwargs['host']}:{kwargs['port']} database "
-            f"{kwargs['dbname']} as {kwargs['user']}: {str(exc).strip()}{_tls_hint(str(exc), kwargs)}"
+            f"cannot connect to {where(params)} database {kwargs.get('dbname') or '(libpq default)'} as "
+            f"{kwargs.get('user') or '(libpq default)'}: {str(exc).strip()}{_tls_hint(str(exc), kwargs)}"
         ) from exc
 
 
@@ -95,14 +119,17 @@ def _passfile_line(params: dict[str, Any]) -> str:
     def esc(value: Any) -> str:
         return str(value).replace("\\", "\\\\").replace(":", "\\:")
 
-    fields = ("*", "*", "*", params["login_user"], params["login_password"])
+    fields = ("*", "*", "*", params.get("login_user") or "*", params["login_password"])
     return ":".join(esc(f) for f in fields) + "\n"
 
 
 @contextlib.contextmanager
 def client_environment(params: dict[str, Any]) -> Iterator[dict[str, str]]:
-    """Environment for pg_dump/pg_restore: connection in PG* variables, password in a 0600 passfile."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE")}
+    """Environment for pg_dump/pg_restore: connection in PG* variables, password in a 0600 passfile.
+
+    With no password given, the caller's PGPASSWORD, PGPASSFILE and ~/.pgpass stay as libpq reads them.
+    """
+    env = dict(os.environ)
     conn = libpq_params(params)
     unknown = sorted(set(params.get("connect_params") or {}) - set(LIBPQ_ENVIRONMENT) - {"application_name"})
     if unknown:
@@ -110,20 +137,15 @@ def client_environment(params: dict[str, Any]) -> Iterator[dict[str, str]]:
                            f"(libpq environment variables exist for: {', '.join(sorted(LIBPQ_ENVIRONMENT))})")
     env.update({LIBPQ_ENVIRONMENT[k]: str(v) for k, v in (params.get("connect_params") or {}).items()
                 if k in LIBPQ_ENVIRONMENT})
-    env.update(
-        {
-            "PGHOST": str(conn["host"]),
-            "PGPORT": str(conn["port"]),
-            "PGUSER": str(conn["user"]),
-            "PGDATABASE": str(conn["dbname"]),
-            "PGSSLMODE": str(conn["sslmode"]),
-            "PGCONNECT_TIMEOUT": str(conn["connect_timeout"]),
-            "PGAPPNAME": APPLICATION_NAME,
-        }
-    )
+    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE", "sslmode": "PGSSLMODE",
+             "connect_timeout": "PGCONNECT_TIMEOUT", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT",
+             "sslkey": "PGSSLKEY"}
+    env.update({var: str(conn[key]) for key, var in names.items() if conn.get(key) not in (None, "")})
+    env["PGAPPNAME"] = APPLICATION_NAME
     if not params.get("login_password"):
         yield env
         return
+    env.pop("PGPASSWORD", None)  # it would win over the passfile written below
     fd, path = tempfile.mkstemp(prefix=f"{PASSFILE_PREFIX}{os.getpid()}-")
     try:
         os.fchmod(fd, 0o600)

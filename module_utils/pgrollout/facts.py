@@ -119,7 +119,7 @@ def pooler(params: dict[str, Any]) -> dict[str, Any]:
     with connection.connect(params, autocommit=True) as first, connection.connect(params, autocommit=True) as second:
         pids = [c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in (first, second)]
     shared = pids[0] == pids[1]
-    port_hint = int(params["login_port"]) == 6543
+    port_hint = int(params.get("login_port") or os.environ.get("PGPORT") or 5432) == 6543
     reason = (f"two client connections were served by one server backend (pid {pids[0]})" if shared
               else "port 6543 is Supabase's transaction pooler" if port_hint else None)
     return {"suspected": shared or port_hint, "reason": reason}
