@@ -363,6 +363,14 @@ def summary_line(record: dict[str, Any], json_path: str) -> str:
     return " ".join([*parts, f"evidence={json_path}"])
 
 
+def _text(value: Any) -> str:
+    """A message for people (JUnit's failure message), never a Python repr of a dict."""
+    if isinstance(value, dict):
+        said = [str(value[k]) for k in ("sqlstate", "message", "msg", "error", "statement") if value.get(k)]
+        return ": ".join(said) if said else json.dumps(value, default=str, sort_keys=True)
+    return str(value if value is not None else "")
+
+
 def junit(record: dict[str, Any]) -> str:
     """JUnit XML: one test case per migration of the run and one per verification check."""
     from xml.etree import ElementTree as ET
@@ -375,7 +383,7 @@ def junit(record: dict[str, Any]) -> str:
                           name=f"{m.get('version')}_{m.get('name')}",
                           time=str(round((m.get("duration_ms") or 0) / 1000, 3)))
         if m.get("failed") or m.get("error"):
-            ET.SubElement(case, "failure", message=str(m.get("error") or m.get("msg"))[:500])
+            ET.SubElement(case, "failure", message=_text(m.get("msg") or m.get("error"))[:500])
         else:
             ET.SubElement(case, "system-out").text = str(m.get("msg") or "")
         cases.append(case)
@@ -542,4 +550,9 @@ def record_run(p: dict[str, Any]) -> dict[str, Any]:
     }
     record = _record_from_options(p, context)
     written = write(p["dir"], record, p["redact"], p["signing_key"], p["outcome_log"])
-    return {**written, "outcome": record["outcome"], "signed": bool(p["signing_key"])}
+    return {**written, "outcome": record["outcome"], "signed": bool(p["signing_key"]),
+            # what set_stats would publish (an AWX workflow's next node reads it), without a task of its own
+            "ansible_stats": {"data": {"pgrollout_outcomes": {p["host"]: {
+                "outcome": record["outcome"], "run_id": record["run_id"], "kind": record["kind"],
+                "environment": record["environment"], "changed": record["changed"],
+                "refused_by": record.get("refused_by")}}}, "per_host": False, "aggregate": True}}

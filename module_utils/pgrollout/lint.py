@@ -322,7 +322,8 @@ def junit(report: dict[str, Any]) -> str:
                 cases.append(case + f'>\n    <system-out>{escape(f["severity"] + ": " + f["why"])}</system-out>\n'
                              "  </testcase>")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuite name="pgrollout migration lint" tests="{len(cases)}" failures="{len(report["blocking"])}">\n'
+            f'<testsuite name="pgrollout migration lint" tests="{len(cases)}" failures="{len(report["blocking"])}" '
+            'errors="0" skipped="0">\n'
             + "\n".join(cases) + "\n</testsuite>\n")
 
 

@@ -74,3 +74,15 @@ def test_a_file_edited_between_the_preflight_and_the_apply_is_refused(empty_db, 
     ok = book.run()  # run again: the file as it is now is reviewed and applied
     assert ok.returncode == 0, ok.stdout[-3000:]
     assert query(empty_db, "SELECT to_regclass('public.notes') IS NOT NULL") == [(True,)]
+
+
+def test_the_outcome_reaches_an_awx_workflow_through_set_stats(playbook, db):
+    """The evidence step publishes each host's outcome as custom stats (what set_stats does), no extra task."""
+    env = playbook.environment(ANSIBLE_SHOW_CUSTOM_STATS="true")
+    proc = subprocess.run(playbook.command("rollout.yml"), cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    stats = proc.stdout.split("CUSTOM STATS:", 1)[1]
+    record = playbook.evidence()[-1]
+    assert "pgrollout_outcomes" in stats and "test-target" in stats and record["run_id"] in stats, stats[-2000:]
+    assert "succeeded" in stats

@@ -47,7 +47,7 @@ def test_the_offline_lint_needs_no_database_and_fails_the_pipeline_on_an_error(t
     failed = lint_play(mset.migrations, mset.rollbacks, tmp_path / "out")
     assert failed.returncode != 0 and "rls-not-enabled:002_unsafe.sql" in failed.stdout
     suite = ET.parse(tmp_path / "out" / "junit.xml").getroot()
-    assert suite.get("failures") == "1"
+    assert suite.get("failures") == "1" and suite.get("errors") == "0"
     assert [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None] == ["002_unsafe.sql:1"]
     assert json.loads((tmp_path / "out" / "lint.json").read_text())["blocking"][0]["rule"] == "rls-not-enabled"
 

@@ -64,6 +64,10 @@ def test_each_outcome_has_its_line_its_record_and_its_exit_code(playbook, db, tm
     suite = ET.parse(Path(line.rsplit("evidence=", 1)[1]).with_suffix(".junit.xml")).getroot()
     assert [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None] == [
         "004_t4", "rollout finished"]
+    # the schema Jenkins and GitLab use: errors counted; failure messages are text, not a Python dict's repr
+    assert suite.get("errors") == "0"
+    message = next(c for c in suite.iter("testcase") if c.get("name") == "004_t4").find("failure").get("message")
+    assert "nosuchtype" in message and not message.startswith("{"), message
 
     # applied, then stopped by a warning nobody acknowledged: still applied, the most urgent outcome
     (migrations / "004_t4.sql").write_text("CREATE TABLE public.t4 (id int);\n")
