@@ -185,6 +185,16 @@ def test_supabase_shaped_sets_prepare_dry_run_roll_out_rehearse_and_roll_back(cl
     assert book.evidence()[-1]["outcome"] == "dry_run", said(dry)[-3000:]
     assert query(empty_db, "SELECT to_regclass('public.profiles') IS NULL") == [(True,)]
 
+    # every pending file rehearsed on a scratch database: applied, rolled back, applied again, each verified
+    before = said(ok(book.run("rehearse.yml")))
+    rehearsal = book.evidence()[-1]
+    assert rehearsal["outcome"] == "succeeded", before[-3000:]
+    steps = {step["step"]: step for step in rehearsal["rehearsal"]}
+    for name in ("001_profiles", "002_avatars", "003_invoker_view_and_vault"):
+        assert f"applied {name}" in steps["apply"]["msg"], (name, steps)
+    assert all(step["ok"] for step in rehearsal["rehearsal"]), rehearsal["rehearsal"]
+    assert query(empty_db, "SELECT to_regclass('public.profiles') IS NULL") == [(True,)]  # the target untouched
+
     ok(book.run())
     record = book.evidence()[-1]
     assert record["outcome"] == "succeeded" and record["changed"] == ["001", "002", "003"]
