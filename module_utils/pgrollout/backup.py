@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .connection import client_environment, connect
+from .connection import client_environment, connect, host_port
 
 # format -> (pg_dump --format letter, archive name suffix)
 FORMATS = {"custom": ("c", ".dump"), "directory": ("d", ".dir"), "plain": ("p", ".sql")}
@@ -300,12 +300,10 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
         _remove(partial)
     with clock("sha256"):
         sha, files = checksums(final)
+    host, port = host_port(params)  # as given, else libpq's (PGHOST, PGPORT)
     manifest = {
-        "path": final, "format": opts.format, "database": params["login_db"],
-        # as given, else libpq's (PGHOST, PGPORT)
-        "host": params.get("login_host") or params.get("login_unix_socket") or os.environ.get("PGHOST"),
-        "port": params.get("login_port") or os.environ.get("PGPORT"), "label": label,
-        "scope": {"schemas": opts.schemas, "tables": opts.tables},
+        "path": final, "format": opts.format, "database": params["login_db"], "host": host, "port": port,
+        "label": label, "scope": {"schemas": opts.schemas, "tables": opts.tables},
         "pg_dump_version": pg_dump_major, "server_major": server_major,
         "started_at": started.isoformat(), "finished_at": datetime.datetime.now(datetime.UTC).isoformat(),
         "size_bytes": size_of(final), "database_size_bytes": database_size, "sha256": sha,

@@ -76,12 +76,19 @@ def libpq_params(params: dict[str, Any]) -> dict[str, Any]:
     return conn
 
 
+def host_port(params: dict[str, Any]) -> tuple[str | None, int | None]:
+    """The host and port as given, else libpq's environment (PGHOST, PGPORT); None where neither says."""
+    conn = libpq_params(params)
+    port = conn.get("port") or os.environ.get("PGPORT")
+    return conn.get("host") or os.environ.get("PGHOST") or None, int(port) if port else None
+
+
 def where(params: dict[str, Any]) -> str:
     """host:port as given, or what libpq will use, for messages."""
-    conn = libpq_params(params)
-    host = conn.get("host") or os.environ.get("PGHOST") or (f"service {conn['service']}" if conn.get("service")
-                                                            else "the local socket")
-    port = conn.get("port") or os.environ.get("PGPORT") or ("" if conn.get("service") else 5432)
+    host, port = host_port(params)
+    service = (params.get("connect_params") or {}).get("service")
+    host = host or (f"service {service}" if service else "the local socket")
+    port = port or ("" if service else 5432)
     return f"{host}:{port}" if port else str(host)
 
 

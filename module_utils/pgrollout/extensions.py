@@ -36,9 +36,8 @@ def created(files: list[sqlfile.MigrationFile]) -> list[tuple[str, int, str]]:
     return found
 
 
-def unavailable(cur: Cursor, files: list[sqlfile.MigrationFile], server_version_num: int) -> list[dict[str, Any]]:
-    """One entry per CREATE EXTENSION the server cannot provide (not installed, not in pg_available_extensions)."""
-    wanted = created(files)
+def unavailable(cur: Cursor, wanted: list[tuple[str, int, str]], server_version_num: int) -> list[dict[str, Any]]:
+    """One entry per CREATE EXTENSION (`created`'s) the server cannot provide (not installed, not available)."""
     if not wanted:
         return []
     cur.execute("SELECT name FROM pg_available_extensions UNION SELECT extname FROM pg_extension")
@@ -61,13 +60,13 @@ def unavailable(cur: Cursor, files: list[sqlfile.MigrationFile], server_version_
 STUB_MARK = "pgrollout-stub"  # in the version of every stub pgrollout ships (supabase/stubs)
 
 
-def stubs(cur: Cursor, files: list[sqlfile.MigrationFile]) -> list[dict[str, Any]]:
-    """pgrollout's extension stubs on this target: installed ones, and those the plan would create.
+def stubs(cur: Cursor, created_by_plan: list[tuple[str, int, str]]) -> list[dict[str, Any]]:
+    """pgrollout's extension stubs on this target: installed ones, and those the plan (`created`'s) would create.
 
     A stub (opt-in, local clusters only) sends nothing; every run names it so,
     so a green run on a stub is never mistaken for one on the real extension.
     """
-    wanted = sorted({name for _, _, name in created(files)})
+    wanted = sorted({name for _, _, name in created_by_plan})
     cur.execute("SELECT extname, true FROM pg_extension WHERE extversion LIKE %s UNION "
                 "SELECT name, false FROM pg_available_extensions WHERE default_version LIKE %s AND name = ANY(%s) "
                 "AND installed_version IS NULL ORDER BY 1", (f"%{STUB_MARK}%", f"%{STUB_MARK}%", wanted))

@@ -94,9 +94,8 @@ def record_first_snapshot(conn: Connection, drift: dict[str, Any], lease_holder:
         cur.execute("SELECT to_regnamespace('pgrollout') IS NOT NULL")
         if not cur.fetchone()[0]:
             return  # pgrollout never ran here: the first run that changes the database records one
-        cur.execute("SELECT to_regclass('pgrollout.catalog_snapshots') IS NOT NULL")
-        if not cur.fetchone()[0]:
-            cur.execute(dict(ledger.SCHEMA_PARTS)["table pgrollout.catalog_snapshots"])  # an older pgrollout's records
+    ledger.ensure(conn)  # an older pgrollout's records get what they lack, the snapshot table among it
+    with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT EXISTS (SELECT FROM pgrollout.catalog_snapshots)")
         if cur.fetchone()[0]:
             return
@@ -119,7 +118,7 @@ def pooler(params: dict[str, Any]) -> dict[str, Any]:
     with connection.connect(params, autocommit=True) as first, connection.connect(params, autocommit=True) as second:
         pids = [c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in (first, second)]
     shared = pids[0] == pids[1]
-    port_hint = int(params.get("login_port") or os.environ.get("PGPORT") or 5432) == 6543
+    port_hint = (connection.host_port(params)[1] or 5432) == 6543
     reason = (f"two client connections were served by one server backend (pid {pids[0]})" if shared
               else "port 6543 is Supabase's transaction pooler" if port_hint else None)
     return {"suspected": shared or port_hint, "reason": reason}
@@ -181,23 +180,24 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
                 result["rehearsal_plan"] = plan.rehearsal(state, rehearse.get("version"))
             except plan.PlanError as exc:
                 result["rehearsal_error"] = str(exc)
+        planned = [item.file for item in to_lock]
         # before anything runs: a CREATE EXTENSION the server has no files for would fail midway
-        result["extensions_unavailable"] = extensions.unavailable(cur, [item.file for item in to_lock],
-                                                                  result["server_version_num"])
-        result["extension_stubs"] = extensions.stubs(cur, [item.file for item in to_lock])
+        created = extensions.created(planned)
+        result["extensions_unavailable"] = extensions.unavailable(cur, created, result["server_version_num"])
+        result["extension_stubs"] = extensions.stubs(cur, created)
         if not result["superuser"]:
             result["privileges_missing"] = privileges.missing(
-                cur, [item.file for item in to_lock],
-                [c for item in to_lock for c in item.checks or []] + list(extra_checks), backup)
+                cur, planned, [c for item in to_lock for c in item.checks or []] + list(extra_checks), backup)
         # without the privileges, locks.resolve may meet a schema the role cannot use: preflight refuses first
-        result["locks"] = lock_holders(cur, [item.file for item in to_lock]) \
+        result["locks"] = lock_holders(cur, planned) \
             if not result.get("privileges_missing") else {"tables": {}, "holders": []}
         if review is not None and layout and rollback is None and rehearse is None and state["pending_versions"] \
                 and not result.get("plan_error") and not result.get("privileges_missing"):
-            # the review in the same call and transaction (no second module process): the target's version and
-            # table sizes judge the findings
+            # the review in the same call and transaction (no second module process, the forward files parsed
+            # once): the target's version and table sizes judge the findings
+            sizes = {key: int(review[name]) for key, name in (("big_rows", "big_table_rows"),
+                                                              ("big_bytes", "big_table_bytes")) if name in review}
             result["lint"] = lint.review(layout, state["pending_versions"], review.get("exposed_schemas") or [],
                                          review.get("acknowledged") or [], review.get("squawk_config"),
-                                         result["server_major_minor"], cur, int(review.get("big_table_rows", 1000000)),
-                                         int(review.get("big_table_bytes", 1073741824)))
+                                         result["server_major_minor"], cur, loaded=planned, **sizes)
         return result

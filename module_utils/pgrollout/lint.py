@@ -327,16 +327,21 @@ def junit(report: dict[str, Any]) -> str:
             + "\n".join(cases) + "\n</testsuite>\n")
 
 
-def files_to_lint(layout: Any, versions: list[str] | None) -> list[tuple[MigrationFile, str]]:
-    """Forward and (existing) rollback files of the given versions, or of every migration."""
+def files_to_lint(layout: Any, versions: list[str] | None,
+                  loaded: list[MigrationFile] = ()) -> list[tuple[MigrationFile, str]]:
+    """Forward and (existing) rollback files of the given versions, or of every migration.
+
+    Forward files already read and parsed (`loaded`, the plan's) are not read again.
+    """
     from .sqlfile import load
 
     wanted = {int(v) for v in versions} if versions is not None else None
+    known = {mf.path: mf for mf in loaded}
     pairs: list[tuple[MigrationFile, str]] = []
     for m in layout.migrations():
         if wanted is not None and m.number not in wanted:
             continue
-        pairs.append((load(m.up, m.version, m.name), "up"))
+        pairs.append((known.get(m.up) or load(m.up, m.version, m.name), "up"))
         if os.path.exists(m.down):
             pairs.append((load(m.down, m.version, m.name), "down"))
     return pairs
@@ -359,9 +364,10 @@ def default_squawk_config(path: str | None) -> str | None:
 
 def review(layout: Any, versions: list[str] | None, exposed: list[str], acknowledged: list[str] = (),
            squawk_config: str | None = None, pg_version: str | None = None, cur: Any = None,
-           big_rows: int = 1000000, big_bytes: int = 1073741824) -> dict[str, Any]:
+           big_rows: int = 1000000, big_bytes: int = 1073741824,
+           loaded: list[MigrationFile] = ()) -> dict[str, Any]:
     """The review of `versions` (forward and rollback files; all when None), annotated with table sizes on `cur`."""
-    files = files_to_lint(layout, versions)
+    files = files_to_lint(layout, versions, loaded)
     report = lint(files, exposed, acknowledged, default_squawk_config(squawk_config),
                   extra=rollback_findings(layout, files), pg_version=pg_version)
     if cur is not None:
