@@ -59,6 +59,12 @@ options:
         run does when it starts, before anything changes.
     type: bool
     default: false
+  auto_rollback:
+    description:
+      - Whether a failed rollout is rolled back automatically (pgrollout_auto_rollback); C(end_msg) says so
+        when this run applied something and kept it.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: none
@@ -82,7 +88,14 @@ EXAMPLES = r"""
 RETURN = r"""
 json_path: {description: The JSON record., returned: always, type: str}
 markdown_path: {description: The Markdown summary., returned: always, type: str}
-outcome: {description: succeeded, failed or dry_run., returned: always, type: str}
+outcome: {description: "One of the outcomes (README, Outcomes): succeeded, no_change, refused, ...", returned: always,
+          type: str}
+end_msg:
+  description: The message a failed run ends with - the step, its message, what the target was left with
+    (never "Nothing was changed" unless the record shows it), and the record's path.
+  returned: when the run failed
+  type: str
+notify_text: {description: The webhook's line about the run., returned: always, type: str}
 """
 
 

@@ -57,7 +57,7 @@ def check_runtime(staging: Path, modules: Path, fqcn: str) -> None:
 def assemble(staging: Path, fqcn: str) -> None:
     copies = {"roles": "roles", "playbooks": "playbooks", "supabase/compat": "supabase/compat",
               "module_utils/pgrollout": "plugins/module_utils", "doc_fragments": "plugins/doc_fragments",
-              "action_plugins": "plugins/action"}
+              "action_plugins": "plugins/action", "callback_plugins": "plugins/callback"}
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for source, target in copies.items():
         shutil.copytree(REPO / source, staging / target, ignore=ignore)

@@ -183,7 +183,8 @@ class Playbook:
         `when_printed` (text, action): call action() once the run prints a line containing text."""
         results = self.workdir / "results.json"
         results.unlink(missing_ok=True)
-        env = self.environment(ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "callback_plugins"),
+        plugins = f"{REPO / 'callback_plugins'}:{REPO / 'tests' / 'callback_plugins'}"
+        env = self.environment(ANSIBLE_CALLBACK_PLUGINS=plugins,
                                ANSIBLE_CALLBACKS_ENABLED="test_results", PGROLLOUT_TEST_RESULTS=str(results))
         if when_printed is None:
             proc = subprocess.run(self.command(playbook, *args), cwd=REPO, env=env, capture_output=True,

@@ -292,8 +292,9 @@ def failures(results: list[dict[str, Any]], severity: str = "fail") -> list[dict
     return [r for r in results if r["status"] != "passed" and r["severity"] == severity]
 
 
-def table(results: list[dict[str, Any]], width: int = 60) -> list[str]:
-    """Lines of a compact table: result, check, and expected vs actual where it failed."""
+def table(results: list[dict[str, Any]]) -> list[str]:
+    """Lines of a compact table: result, check, and expected vs actual where it failed, whole (a difference
+    past a cut is a difference nobody sees)."""
     lines = []
     for r in results:
         mark = {"passed": "PASS", "failed": "FAIL", "error": "ERROR"}[r["status"]]
@@ -301,9 +302,9 @@ def table(results: list[dict[str, Any]], width: int = 60) -> list[str]:
             mark = "WARN"
         line = f"{mark:5} {r['name']}"
         if r["status"] == "failed":
-            line += f" | expected {json.dumps(r['expected'], default=str)[:width]}" \
-                    f" | actual {json.dumps(r['actual'], default=str)[:width]}"
+            expected, actual = (json.dumps(r[k], default=str) for k in ("expected", "actual"))
+            line += f" | expected {expected} | actual {actual}"
         elif r["status"] == "error":
-            line += f" | {r['error'][:width * 2]}"
+            line += f" | {r['error']}"
         lines.append(line)
     return lines

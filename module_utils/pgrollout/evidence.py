@@ -51,6 +51,8 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "signing_key": {"type": "str", "default": "", "no_log": True},
     "outcome_log": {"type": "path", "default": ""},
     "probe": {"type": "bool", "default": False},
+    # whether a failed rollout would have been rolled back (pgrollout_auto_rollback): the failure note says so
+    "auto_rollback": {"type": "bool", "default": True},
 }
 # Free space the evidence folder needs when a run starts (a record with its Markdown, SVG and JUnit is tens of kB).
 EVIDENCE_FREE_BYTES = 10 * 2**20
@@ -200,6 +202,71 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
                       for step in steps.get("rehearsal") or []] or None,
         "failure": failure,
     }
+
+
+def _versions(record: dict[str, Any], direction: str) -> list[str]:
+    return [str(m.get("version")) for m in record.get("migrations") or []
+            if m.get("changed") and not m.get("dry_run") and m.get("direction", "up") == direction]
+
+
+def failure_note(record: dict[str, Any], auto_rollback: bool = True) -> str:
+    """What a failed rollout left on the target, said from the record (what each step reported), never
+    "Nothing was changed" unless the steps that ran show that nothing was."""
+    failure = record.get("failure")
+    if not failure or record.get("kind") != "rollout":
+        return ""
+    if record.get("dry_run"):
+        return "Nothing was changed (a dry run)."
+    partial = record.get("partially_applied")
+    path = (record.get("rollback") or {}).get("path_taken")
+    applied = _versions(record, "up")
+    if partial:
+        kept = [v for v in applied if v != str(partial.get("version"))]
+        note = [str(partial.get("msg") or "")]
+        if kept and not path:
+            note.append(f"Applied before it and kept, not rolled back under it: {', '.join(kept)}.")
+        if path:
+            note.append(f"Rolled back automatically ({path}) what this run had applied before it.")
+        return " ".join(note)
+    if path:
+        return f"Rolled back automatically ({path}); the database is at its state before this run."
+    if record.get("outcome") == "failed_not_rolled_back":
+        versions = ", ".join(record.get("changed") or applied)
+        if failure.get("keep_applied"):
+            why = f": this stop keeps what was applied and verified ({failure.get('kind')})."
+        elif not auto_rollback:
+            why = " (pgrollout_auto_rollback is off)."
+        else:
+            why = ": the rollback failed too (above)."
+        return f"This run applied {versions} and did NOT roll back{why}"
+    return "Nothing was changed."
+
+
+def end_message(record: dict[str, Any], json_path: str, auto_rollback: bool = True) -> str:
+    """The message a failed run ends with: the step, its message, what it left, and where the record is."""
+    failure = record.get("failure") or {}
+    note = failure_note(record, auto_rollback)
+    said = str(failure.get("msg") or "failed").removesuffix(".")
+    return (f"{record['kind'].capitalize()} failed at '{failure.get('task')}': {said}. "
+            f"{note + ' ' if note else ''}Evidence: {json_path}")
+
+
+NOTIFIED_OK = ("succeeded", "no_change", "dry_run")
+
+
+def notify_text(record: dict[str, Any]) -> str:
+    """The webhook's line: outcome, where it failed, the path a rollback took, the run id."""
+    path = (record.get("rollback") or {}).get("path_taken")
+    failure = record.get("failure")
+    text = f"{record['environment']}/{record['host']}: {record['kind']} {record['outcome']}"
+    if path and record["kind"] == "rollback":
+        text += f" by {path}"
+    if failure:
+        text += f" at {failure.get('task')}"
+    if path and record["kind"] == "rollout":
+        text += f", rolled back by {path}"
+    mark = ":white_check_mark:" if record["outcome"] in NOTIFIED_OK else ":x:"
+    return f"{mark} pgrollout {text} ({record['run_id']})"
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -550,7 +617,11 @@ def record_run(p: dict[str, Any]) -> dict[str, Any]:
     }
     record = _record_from_options(p, context)
     written = write(p["dir"], record, p["redact"], p["signing_key"], p["outcome_log"])
-    return {**written, "outcome": record["outcome"], "signed": bool(p["signing_key"]),
+    said = {"notify_text": notify_text(record)}
+    if record.get("failure"):
+        said["end_msg"] = end_message(record, written["json_path"], p["auto_rollback"])
+    return {**written, **{k: redact(v, p["redact"]) for k, v in said.items()},
+            "outcome": record["outcome"], "signed": bool(p["signing_key"]),
             # what set_stats would publish (an AWX workflow's next node reads it), without a task of its own
             "ansible_stats": {"data": {"pgrollout_outcomes": {p["host"]: {
                 "outcome": record["outcome"], "run_id": record["run_id"], "kind": record["kind"],

@@ -37,3 +37,30 @@ def failure(task_name: str, result: dict[str, Any]) -> dict[str, Any]:
     """The run record's failure from the failed task's result (its name is kept only for people to read)."""
     return {"task": task_name, "msg": result.get("msg") or "failed",
             "kind": result.get("failure_kind") or DEFAULT_KIND, "keep_applied": bool(result.get("keep_applied"))}
+
+
+# pgrollout_failed's options: what a rescue knows when a step failed.
+FAILED_SPEC: dict[str, Any] = {
+    "task": {"type": "str", "required": True},
+    "result": {"type": "dict", "default": {}},
+    # a rollout's rescue adds what the migrate step applied and the plan's files (the rollback targets)
+    "migrate": {"type": "dict", "default": {}},
+    "plan_files": {"type": "list", "elements": "dict", "default": []},
+}
+
+
+def failed(args: dict[str, Any]) -> dict[str, Any]:
+    """The run record's failure, and for a rollout what its rescue rolls back: the versions this run applied
+    (none where the stop keeps them, or under a partially applied file: rolling them back would pull the
+    ground from under it) and their files from the plan, newest first."""
+    record = failure(args["task"], args["result"] or {})
+    migrate = args["migrate"] or {}
+    if migrate.get("skipped"):
+        migrate = {}
+    applied = [] if record["keep_applied"] or migrate.get("partial") else [str(v) for v in migrate.get("applied") or []]
+    by_version = {str(f.get("version")): f.get("path") for f in args["plan_files"]}
+    files = [by_version[v] for v in applied if by_version.get(v)]
+    # not ansible_facts: host facts outlive the run (fact caches) and need inject_facts_as_vars
+    return {"changed": False, "failure": record, "applied_here": applied, "rollback_files": list(reversed(files)),
+            # kept now: the rollback's own migrate step replaces migrate_result
+            "own_xids": list(migrate.get("xids") or [])}

@@ -126,3 +126,46 @@ def test_status_shows_the_last_run_of_that_database_not_of_another_one_under_the
     assert entry["last_run"]["run_id"] == "1"
     assert status.target_status({"database": "other", "migrations": {}}, "db-1", str(tmp_path))["last_run"][
         "run_id"] == "2"
+
+
+def _failed(steps: dict, failure: dict, marks: dict | None = None, kind: str = "rollout") -> dict:
+    marks = marks or {"start": "2026-12-01T10:00:00Z", "migrate": "2026-12-01T10:00:05Z"}
+    return evidence.build_record(run_id="r", kind=kind, environment="dev", host="h", started_at="t",
+                                 dry_run=False, steps=steps, failure=failure, context={}, marks=marks)
+
+
+def test_the_failure_note_says_what_the_record_shows_and_nothing_else():
+    verify = {"task": "Verify", "msg": "check failed.", "kind": "check_failed", "keep_applied": False}
+    # rolled back by script: the database is as before
+    note = evidence.failure_note(_failed({**APPLIED, "rollback_path": "script"}, verify))
+    assert note == "Rolled back automatically (script); the database is at its state before this run."
+    # applied and kept because pgrollout_auto_rollback is off, or because the stop keeps it (a watch breach)
+    assert evidence.failure_note(_failed(APPLIED, verify), auto_rollback=False) == \
+        "This run applied 003 and did NOT roll back (pgrollout_auto_rollback is off)."
+    kept = evidence.failure_note(_failed(APPLIED, {**verify, "kind": "watch_breach", "keep_applied": True}))
+    assert kept.startswith("This run applied 003 and did NOT roll back: this stop keeps") and "watch_breach" in kept
+    assert "Nothing" not in kept
+    # the failed file's transaction undid it: nothing changed, and only then is it said
+    assert evidence.failure_note(_failed({"migrate": {"results": [{"version": "003", "changed": False}]}},
+                                         verify)) == "Nothing was changed."
+    # a partially applied file comes first, and what was applied before it is named
+    partial = {"migrate": {"results": [{"version": "001", "changed": True}, {"version": "002", "changed": False}],
+                           "partial": {"version": "002", "msg": "002.sql is PARTIALLY APPLIED: ..."}}}
+    note = evidence.failure_note(_failed(partial, verify))
+    assert note.startswith("002.sql is PARTIALLY APPLIED") and "kept, not rolled back under it: 001." in note
+    assert "Nothing" not in note
+    # the message a failed run ends with: step, message (one full stop), note, record
+    end = evidence.end_message(_failed(APPLIED, verify), "/e/r.json", auto_rollback=False)
+    assert end == ("Rollout failed at 'Verify': check failed. This run applied 003 and did NOT roll back "
+                   "(pgrollout_auto_rollback is off). Evidence: /e/r.json")
+    # other kinds say their own state in their messages
+    assert evidence.failure_note(_failed(APPLIED, verify, kind="rollback")) == ""
+
+
+def test_the_webhook_line_marks_the_outcome_and_names_the_path_a_rollback_took():
+    ok = evidence.build_record(run_id="r1", kind="rollout", environment="dev", host="h", started_at="t",
+                               dry_run=False, steps=APPLIED, failure=None, context={})
+    assert evidence.notify_text(ok) == ":white_check_mark: pgrollout dev/h: rollout succeeded (r1)"
+    failed = _failed({**APPLIED, "rollback_path": "script"}, {"task": "Verify", "msg": "x"})
+    assert evidence.notify_text(failed) == \
+        ":x: pgrollout dev/h: rollout failed_rolled_back at Verify, rolled back by script (r)"
