@@ -63,7 +63,7 @@ def assemble(staging: Path, fqcn: str) -> None:
         shutil.copytree(REPO / source, staging / target, ignore=ignore)
     (staging / "verification").mkdir()
     shutil.copy2(REPO / "verification" / "security_audit.yml", staging / "verification")
-    for name in ("galaxy.yml", "README.md", "CHANGELOG.md", "meta/runtime.yml"):
+    for name in ("galaxy.yml", "README.md", "CHANGELOG.md", "LICENSE", "meta/runtime.yml"):
         (staging / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, staging / name)
     modules = staging / "plugins" / "modules"

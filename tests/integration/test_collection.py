@@ -60,6 +60,13 @@ def test_the_collection_installs_and_runs_rollout_rollback_and_status_by_fqcn_fr
     installed = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "-p", str(collections),
                                 str(tarball)], capture_output=True, text=True)
     assert installed.returncode == 0, installed.stdout + installed.stderr
+    unpacked = collections / "ansible_collections" / "pgrollout" / "postgresql"
+    assert "MIT License" in (unpacked / "LICENSE").read_text()
+    # the console travels with the collection: its callback, by FQCN
+    console_doc = subprocess.run([str(BIN / "ansible-doc"), "-t", "callback", f"{FQCN}.pgrollout"],
+                                 env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections)},
+                                 capture_output=True, text=True)
+    assert console_doc.returncode == 0 and "stdout" in console_doc.stdout, console_doc.stderr
     root = tmp_path / "consumer"
     consumer_repo(root, empty_db, collections)
     # nothing of this repository's configuration: no library, module_utils or roles path
