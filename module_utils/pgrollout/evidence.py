@@ -204,9 +204,10 @@ def build_record(*, run_id: str, kind: str, environment: str, host: str, started
     }
 
 
-def _versions(record: dict[str, Any], direction: str) -> list[str]:
+def _applied_up(record: dict[str, Any]) -> list[str]:
+    """Versions the record shows this run applied going forward (not rolled back, not dry-run)."""
     return [str(m.get("version")) for m in record.get("migrations") or []
-            if m.get("changed") and not m.get("dry_run") and m.get("direction", "up") == direction]
+            if m.get("changed") and not m.get("dry_run") and m.get("direction", "up") == "up"]
 
 
 def failure_note(record: dict[str, Any], auto_rollback: bool = True) -> str:
@@ -219,7 +220,7 @@ def failure_note(record: dict[str, Any], auto_rollback: bool = True) -> str:
         return "Nothing was changed (a dry run)."
     partial = record.get("partially_applied")
     path = (record.get("rollback") or {}).get("path_taken")
-    applied = _versions(record, "up")
+    applied = _applied_up(record)
     if partial:
         kept = [v for v in applied if v != str(partial.get("version"))]
         note = [str(partial.get("msg") or "")]
