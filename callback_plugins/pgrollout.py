@@ -91,6 +91,7 @@ class CallbackModule(DefaultCallback):
     def __init__(self) -> None:
         super().__init__()
         self._started: dict[tuple[str, str], float] = {}
+        self._running: dict[str, tuple[str, float]] = {}
         self._said: list[str] = []  # failure messages already printed, never printed again
 
     @property
@@ -127,6 +128,8 @@ class CallbackModule(DefaultCallback):
 
     def v2_runner_on_start(self, host: Any, task: Any) -> None:
         self._started[(host.get_name(), task._uuid)] = time.monotonic()
+        # an async job's polls come back as async_status tasks: they are said under the task that started it
+        self._running[host.get_name()] = (task.get_name().strip(), time.monotonic())
         if not self._brief:
             super().v2_runner_on_start(host, task)
 
@@ -188,10 +191,10 @@ class CallbackModule(DefaultCallback):
     def v2_runner_on_async_poll(self, result: Any) -> None:
         if not self._brief:
             return super().v2_runner_on_async_poll(result)
-        started = self._started.get((result._host.get_name(), result._task._uuid))
+        name, started = self._running.get(result._host.get_name(), (result._task.get_name().strip(), None))
         elapsed = f"{time.monotonic() - started:.0f}s" if started is not None else "a while"
-        said = result._result.get("progress") or f"still running after {elapsed}"
-        self._say(f"   ... {result._task.get_name().strip()}: {said}")
+        said = result._result.get("progress") or "still running"
+        self._say(f"   ... {name} ({elapsed}): {said}")
 
     def v2_runner_item_on_ok(self, result: Any) -> None:
         if not self._brief:

@@ -16,6 +16,14 @@ description:
   - The spec is validated before any SQL runs; a bad check is named.
 version_added: "0.1.0"
 options:
+  audit_checks:
+    description:
+      - A second set of checks (as O(checks)), the security audit, run after the others on the same
+        connection. With it the result is split - C(specs_result) for O(specs), O(lasting_specs) and
+        O(checks) (skipped where none is given) and C(audit_result) for these - each as a pg_assert
+        result of its own; the module fails when either fails.
+    type: list
+    elements: dict
   checks:
     description:
       - The checks. Each has C(name), C(sql), C(expect) (one of C(rows), C(count),
@@ -64,9 +72,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+specs_result:
+  description: With O(audit_checks), the result (results, summary, passed, not_passed, msg) of the other checks.
+  returned: with audit_checks
+  type: dict
+audit_result:
+  description: With O(audit_checks), the audit's result, of the same shape.
+  returned: with audit_checks
+  type: dict
 results:
   description: One entry per check, with name, severity, status, expected, actual and error.
-  returned: always
+  returned: without audit_checks
   type: list
 summary:
   description: One line per check (PASS, FAIL, WARN or ERROR), for people.
@@ -105,6 +121,30 @@ def all_checks(specs: list[str], lasting_specs: list[str], checks: list[dict] | 
     return spec_checks(specs, lasting_specs) + (validate(checks) if checks else [])
 
 
+def with_audit(module: AnsibleModule) -> None:
+    """The specs' checks, then the audit's, on one connection: two results in one module run."""
+    p = module.params
+    try:
+        checks = all_checks(p["specs"], p["lasting_specs"], p["checks"]) \
+            if p["specs"] or p["lasting_specs"] or p["checks"] else None
+        audit = all_checks([], [], p["audit_checks"])
+        with connect(p) as conn:
+            specs_result = {"skipped": True, "msg": "no spec to run"} if checks is None else \
+                report(run(conn, checks, p["statement_timeout"])) if checks else \
+                {**report([]), "msg": "no lasting check in " + ", ".join(p["lasting_specs"])}
+            audit_result = report(run(conn, audit, p["statement_timeout"]))
+    except (SpecError, RuntimeError) as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
+        module.fail_json(msg=modules.describe(exc, "running the verification checks"))
+    failed = [r["msg"] for r in (specs_result, audit_result) if r.get("failed")]
+    outcome = {"changed": False, "specs_result": specs_result, "audit_result": audit_result,
+               "msg": "; ".join(failed) or f"{specs_result['msg']}; audit: {audit_result['msg']}"}
+    if failed:
+        module.fail_json(**outcome)
+    module.exit_json(**outcome)
+
+
 def main() -> None:
     spec = dict(
         CONNECTION_ARGUMENT_SPEC,
@@ -112,9 +152,12 @@ def main() -> None:
         specs={"type": "list", "elements": "path", "default": []},
         lasting_specs={"type": "list", "elements": "path", "default": []},
         statement_timeout={"type": "str", "default": "30s"},
+        audit_checks={"type": "list", "elements": "dict"},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
-                           required_one_of=[("checks", "specs", "lasting_specs")])
+                           required_one_of=[("checks", "specs", "lasting_specs", "audit_checks")])
+    if module.params["audit_checks"] is not None:
+        with_audit(module)
     try:
         checks = all_checks(module.params["specs"], module.params["lasting_specs"], module.params["checks"])
         if not checks:  # only lasting_specs, none of whose checks is lasting

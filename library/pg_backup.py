@@ -89,6 +89,20 @@ options:
     type: list
     elements: path
     default: []
+  progress_seconds:
+    description:
+      - Run with C(async) and C(poll), a progress line (tables dumped of the total, bytes written, the
+        sessions pg_dump waits for) this often in the job's status, which each poll of Ansible shows;
+        without async nothing is written.
+    type: float
+    default: 10.0
+  rehearse:
+    description:
+      - After the dump, rehearse its restore into a scratch database on the same server and compare
+        row counts (as M(pgrollout.postgresql.pg_restore) O(pgrollout.postgresql.pg_restore#module:mode=rehearse)
+        does), in the same module run; the result in C(rehearsal_result). Not in check mode.
+    type: bool
+    default: false
   evidence_dir:
     description:
       - Evidence folder; the backups named by the newest record of each
@@ -120,6 +134,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+rehearsal_result:
+  description: With O(rehearse), the rehearsal (rehearsal, sha256, msg) as pg_restore returns it; else skipped.
+  returned: changed
+  type: dict
 path: {description: The archive (a folder for the directory format)., returned: always, type: str}
 manifest: {description: The manifest file beside it., returned: changed, type: str}
 sha256: {description: SHA-256 of the archive (for a directory, over its files' digests)., returned: changed, type: str}
@@ -180,6 +198,23 @@ def lease_and_ledger(p: dict) -> list[str]:
         return [row[0] for row in cur.fetchall()]
 
 
+def rehearsed(module: AnsibleModule, p: dict, path: str) -> dict:
+    """The archive restored into a scratch database and its row counts compared, as pg_restore's rehearse
+    mode reports it (the same module run: no second process)."""
+    try:  # imported where it is needed: a backup without rehearsal does not load the restore code
+        from ansible.module_utils.pgrollout.restore import rehearse
+    except ImportError:
+        from ansible_collections.pgrollout.postgresql.plugins.module_utils.restore import rehearse
+    try:
+        result = rehearse(p, path, jobs=p["jobs"], bindir=p["pg_bindir"])
+    except (BackupError, RuntimeError, OSError) as exc:
+        module.fail_json(msg=f"the backup {path} was written, but rehearsing its restore failed: {exc}. Nothing "
+                             "else was changed", path=path)
+    return {"changed": False, "sha256": result["sha256"], "rehearsal": result,
+            "msg": f"rehearsal: {result['tables']} tables and {result['rows']} rows restored as dumped; scratch "
+                   "database dropped"}
+
+
 def main() -> None:
     spec = dict(
         CONNECTION_ARGUMENT_SPEC,
@@ -199,13 +234,16 @@ def main() -> None:
         require_lease={"type": "bool", "default": False},
         protect={"type": "list", "elements": "path", "default": []},
         evidence_dir={"type": "path"},
+        rehearse={"type": "bool", "default": False},
+        progress_seconds={"type": "float", "default": 10.0},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     opts = DumpOptions(format=p["format"], jobs=p["jobs"], schemas=p["schemas"], tables=p["tables"],
                        lock_wait_timeout=p["lock_wait_timeout"], compress=p["compress"],
                        free_space_factor=p["free_space_factor"], keep=p["keep"], bindir=p["pg_bindir"],
-                       inventory_host=p["inventory_host"], run_id=p["run_id"])
+                       inventory_host=p["inventory_host"], run_id=p["run_id"],
+                       progress_seconds=p["progress_seconds"])
     try:
         major, size = server_facts(p)
         applied = lease_and_ledger(dict(p, require_lease=p["require_lease"] and not module.check_mode))
@@ -222,7 +260,8 @@ def main() -> None:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
         module.fail_json(msg=modules.describe(exc, "backing the database up"))
-    module.exit_json(changed=True, **manifest,
+    rehearsal = rehearsed(module, p, manifest["path"]) if p["rehearse"] else {"skipped": True}
+    module.exit_json(changed=True, **manifest, rehearsal_result=rehearsal,
                      msg=f"wrote {manifest['path']} ({manifest['size_bytes']} bytes, {manifest['table_count']} "
                          f"tables, sha256 {manifest['sha256']}, validated: {manifest['validated']})"
                          + (f"; removed {len(manifest['removed'])} older archive(s)" if manifest["removed"] else ""))

@@ -53,6 +53,18 @@ options:
     default: false
   promotion_override: {description: Go on without the evidence., type: bool, default: false}
   promotion_override_reason: {description: Why; required with O(promotion_override)., type: str, default: ""}
+  backup:
+    description: The run takes a backup.
+    type: bool
+    default: true
+  backup_required:
+    description: A backup is required here; without one (O(backup=false)) the run is refused first.
+    type: bool
+    default: false
+  environment:
+    description: The environment, named in messages.
+    type: str
+    default: ""
 attributes:
   check_mode:
     support: full
@@ -81,65 +93,17 @@ window: {description: The window and the local time judged., returned: always, t
 from ansible.module_utils.basic import AnsibleModule
 
 try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout.gates import GateError, Window, in_window, parse_now, promotion_missing
+    from ansible.module_utils.pgrollout.gates import ARGUMENT_SPEC, judge
 except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.gates import (
-        GateError,
-        Window,
-        in_window,
-        parse_now,
-        promotion_missing,
-    )
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.gates import ARGUMENT_SPEC, judge
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=dict(
-        window={"type": "dict", "default": {}},
-        now={"type": "str"},
-        window_override={"type": "bool", "default": False},
-        window_override_reason={"type": "str", "default": ""},
-        evidence_root={"type": "path"},
-        promotion_environments={"type": "list", "elements": "str", "default": []},
-        migrations={"type": "list", "elements": "dict", "default": []},
-        promotion_override={"type": "bool", "default": False},
-        promotion_override_reason={"type": "str", "default": ""},
-        signing_key={"type": "str", "default": "", "no_log": True},
-        allow_dirty={"type": "bool", "default": False},
-    ), supports_check_mode=True, required_if=[
-        ("window_override", True, ["window_override_reason"]),
-        ("promotion_override", True, ["promotion_override_reason"]),
-    ])
-    p = module.params
-    refusals, overrides, window_report = [], [], {}
-    try:
-        if p["window"]:
-            window = Window.from_dict(p["window"])
-            inside, local = in_window(window, parse_now(p["now"]))
-            window_report = {"window": window.describe(), "judged_at": local, "inside": inside}
-            if p["now"]:  # a time other than the clock's is never silent: it is recorded like an override
-                overrides.append({"gate": "clock", "reason": f"window judged at the given time {p['now']}",
-                                  "judged_at": local})
-            if not inside and p["window_override"]:
-                overrides.append({"gate": "change_window", "reason": p["window_override_reason"],
-                                  "judged_at": local})
-            elif not inside:
-                refusals.append(f"outside the change window ({window.describe()}; it is {local}): run inside "
-                                "it, or set pgrollout_window_override=true with pgrollout_window_override_reason")
-        if p["promotion_environments"] and p["migrations"]:
-            missing = promotion_missing(p["evidence_root"], p["promotion_environments"], p["migrations"],
-                                        p["signing_key"], p["allow_dirty"])
-            if missing and p["promotion_override"]:
-                overrides.append({"gate": "promotion", "reason": p["promotion_override_reason"], "missing": missing})
-            elif missing:
-                refusals += [f"promotion: {m}" for m in missing]
-    except (GateError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
-    if refusals and not module.check_mode:
-        module.fail_json(msg="refused: " + "; ".join(refusals), refusals=refusals, overrides=overrides,
-                         window=window_report)
-    module.exit_json(changed=False, refusals=refusals, overrides=overrides, window=window_report,
-                     msg="; ".join(refusals) if refusals else "gates passed"
-                     + (f" with {len(overrides)} override(s)" if overrides else ""))
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    result = judge(module.params, module.check_mode)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ options:
     description: What the run applied stays (a verified migration held only for a reason that is not its fault).
     type: bool
     default: false
+  refused_by:
+    description: The check that refused (O(kind=refused)), returned as C(refused_by) for the evidence.
+    type: str
 attributes:
   check_mode:
     support: full

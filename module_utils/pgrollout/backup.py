@@ -52,6 +52,7 @@ class DumpOptions:
     inventory_host: str = ""  # in the archive's name: two hosts with a database of one name never collide
     run_id: str = ""  # in the archive's name: two runs in one second never collide
     protect: list[str] = field(default_factory=list)  # archives retention never removes
+    progress_seconds: float = 10.0  # under async: a progress line this often (progress.py)
 
 
 def tool_path(name: str, bindir: str | None = None) -> str:
@@ -127,6 +128,53 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
     proc = subprocess.run(cmd, env=env, capture_output=True, encoding="utf-8", errors="replace", umask=0o077)
     if proc.returncode != 0:
         raise BackupError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+class _DumpWatch:
+    """What a running pg_dump has done: tables dumped (its --verbose lines), bytes written, whom it waits for."""
+
+    def __init__(self, conn: Any, partial: str, total: int, every: float) -> None:
+        self.conn, self.partial, self.total, self.every = conn, partial, total, every
+        self.done, self.pid = 0, 0
+
+    def seen(self, line: str) -> None:
+        if "dumping contents of table" in line:
+            self.done += 1
+
+    def line(self) -> str:
+        said = (f"backup: pg_dump has dumped {min(self.done, self.total)} of {self.total} tables, "
+                f"{size_of(self.partial)} bytes written")
+        # pg_dump's own session (its application_name), waiting for a lock: who holds it
+        rows = self.conn.execute(
+            "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity WHERE application_name = %s "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()", [DUMP_APPLICATION_NAME]).fetchall()
+        blockers = sorted({b for _, pids in rows for b in pids})
+        return said + (f"; waiting for a lock held by pid {', '.join(map(str, blockers))}" if blockers else "")
+
+
+# pg_dump's application_name: its session is found (and its lock waits told) while it runs
+DUMP_APPLICATION_NAME = "pgrollout pg_dump"
+
+
+def _run_dump(cmd: list[str], env: dict[str, str], watch: _DumpWatch) -> None:
+    """pg_dump, its progress told every few seconds to Ansible's async poll (progress.py) when under async."""
+    from .progress import Progress
+
+    env = {**env, "PGAPPNAME": DUMP_APPLICATION_NAME}
+    errors: list[str] = []
+    last: list[str] = []
+    with Progress(watch.line, watch.every), subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, encoding="utf-8", errors="replace",
+            umask=0o077) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # --verbose: one line per object; the errors (else the last lines) are kept
+            watch.seen(line)
+            last = [*last[-4:], line.strip()]
+            if re.match(r"pg_dump: (error|fatal|detail|hint)", line):
+                errors.append(line.strip())
+        code = proc.wait()
+    if code != 0:
+        raise BackupError(f"pg_dump failed (exit {code}): {' '.join(errors or last)}")
 
 
 def _remove(path: str) -> None:
@@ -284,8 +332,11 @@ def dump(params: dict[str, Any], dest_dir: str, label: str, server_major: int, d
             # the snapshot's xmin: every row version written since has a transaction id at or after it
             cur.execute("SELECT pg_export_snapshot(), pg_snapshot_xmin(pg_current_snapshot())::text")
             snapshot, snapshot_xmin = cur.fetchone()
+            cur.execute(_TABLES_SQL, {"schemas": opts.schemas, "tables": opts.tables})
+            total = len(cur.fetchall())
             with clock("pg_dump"), client_environment(params) as env:
-                _run(_dump_command(pg_dump, partial, snapshot, opts), env, "pg_dump")
+                _run_dump(_dump_command(pg_dump, partial, snapshot, opts) + ["--verbose"], env,
+                          _DumpWatch(conn, partial, total, opts.progress_seconds))
             with clock("row_counts"):
                 counts, estimates = table_rows(cur, opts.schemas, opts.tables)
                 writes, ledger = write_counters(cur, opts.schemas), ledger_versions(cur)

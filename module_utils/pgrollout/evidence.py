@@ -12,12 +12,12 @@ import hashlib
 import hmac
 import json
 import os
-import platform
 import re
 import subprocess
 from typing import Any
 
-from .timeline import svg
+from . import tools
+from .timeline import mermaid, svg
 
 SCHEMA_VERSION = 1
 MIGRATION_FIELDS = ("version", "name", "path", "direction", "checksum", "changed", "statements", "duration_ms",
@@ -335,7 +335,7 @@ def markdown(record: dict[str, Any]) -> str:
         lines.append("")
     if record.get("timings"):
         lines += ["## Steps", "", *[f"- {t['step']}: {t['seconds']} s (from {t['started_at']})"
-                                    for t in record["timings"]], ""]
+                                    for t in record["timings"]], "", *mermaid(record), ""]
     if record.get("overrides"):
         lines += ["## Overrides", "", *[f"- {o['gate']}: {o['reason']}" for o in record["overrides"]], ""]
     if record.get("partially_applied"):
@@ -614,7 +614,8 @@ def record_run(p: dict[str, Any]) -> dict[str, Any]:
         "operator": os.environ.get("SUDO_USER") or getpass.getuser(),
         "git_commit": git_commit(p["repo_dir"]) if p["repo_dir"] else None,
         "git_dirty": git_dirty(p["repo_dir"]) if p["repo_dir"] else None,
-        "tool_versions": {"python": platform.python_version(), **p["tool_versions"]},
+        # the control node's versions, read where the evidence is written (the version gate read the same)
+        "tool_versions": {**{k: v for k, v in tools.versions().items() if v is not None}, **p["tool_versions"]},
     }
     record = _record_from_options(p, context)
     written = write(p["dir"], record, p["redact"], p["signing_key"], p["outcome_log"])

@@ -106,3 +106,65 @@ def promotion_missing(evidence_root: str, environments: list[str],
                 missing.append(f"{label} was not {what} in {env} (no succeeded {kind} record{signed} in {folder}"
                                f"{dirty}): run `{command}` from a clean checkout first")
     return missing
+
+
+# pgrollout_gates' options: the module and its action plugin (controller side: the evidence it reads is there).
+ARGUMENT_SPEC: dict[str, Any] = {
+    "window": {"type": "dict", "default": {}},
+    "now": {"type": "str"},
+    "window_override": {"type": "bool", "default": False},
+    "window_override_reason": {"type": "str", "default": ""},
+    "evidence_root": {"type": "path"},
+    "promotion_environments": {"type": "list", "elements": "str", "default": []},
+    "migrations": {"type": "list", "elements": "dict", "default": []},
+    "promotion_override": {"type": "bool", "default": False},
+    "promotion_override_reason": {"type": "str", "default": ""},
+    "signing_key": {"type": "str", "default": "", "no_log": True},
+    "allow_dirty": {"type": "bool", "default": False},
+    # where a backup is required, a run without one is refused first
+    "backup": {"type": "bool", "default": True},
+    "backup_required": {"type": "bool", "default": False},
+    "environment": {"type": "str", "default": ""},
+}
+
+
+def judge(p: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
+    """The gates' result: refused (failed, outside a dry run) or passed, with every override recorded."""
+    for needed in ("window_override", "promotion_override"):
+        if p[needed] and not p[needed + "_reason"]:
+            return {"failed": True, "changed": False, "msg": f"{needed} needs {needed}_reason"}
+    if p["backup_required"] and not p["backup"]:
+        return {"failed": True, "changed": False, "failure_kind": "refused",
+                "refused_by": "Refuse to change without a backup where one is required",
+                "msg": f"A backup is required in {p['environment']}: pgrollout_backup cannot be false here."}
+    refusals: list[str] = []
+    overrides: list[dict[str, Any]] = []
+    window_report: dict[str, Any] = {}
+    try:
+        if p["window"]:
+            window = Window.from_dict(p["window"])
+            inside, local = in_window(window, parse_now(p["now"]))
+            window_report = {"window": window.describe(), "judged_at": local, "inside": inside}
+            if p["now"]:  # a time other than the clock's is never silent: it is recorded like an override
+                overrides.append({"gate": "clock", "reason": f"window judged at the given time {p['now']}",
+                                  "judged_at": local})
+            if not inside and p["window_override"]:
+                overrides.append({"gate": "change_window", "reason": p["window_override_reason"],
+                                  "judged_at": local})
+            elif not inside:
+                refusals.append(f"outside the change window ({window.describe()}; it is {local}): run inside "
+                                "it, or set pgrollout_window_override=true with pgrollout_window_override_reason")
+        if p["promotion_environments"] and p["migrations"]:
+            missing = promotion_missing(p["evidence_root"], p["promotion_environments"], p["migrations"],
+                                        p["signing_key"], p["allow_dirty"])
+            if missing and p["promotion_override"]:
+                overrides.append({"gate": "promotion", "reason": p["promotion_override_reason"], "missing": missing})
+            elif missing:
+                refusals += [f"promotion: {m}" for m in missing]
+    except (GateError, ValueError) as exc:
+        return {"failed": True, "changed": False, "msg": str(exc)}
+    out = {"changed": False, "refusals": refusals, "overrides": overrides, "window": window_report}
+    if refusals and not check_mode:
+        return {**out, "failed": True, "msg": "refused: " + "; ".join(refusals)}
+    return {**out, "msg": "; ".join(refusals) if refusals else "gates passed"
+            + (f" with {len(overrides)} override(s)" if overrides else "")}

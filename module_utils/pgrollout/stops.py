@@ -24,13 +24,18 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "kind": {"type": "str", "required": True, "choices": sorted(KINDS)},
     "msg": {"type": "str", "required": True},
     "keep_applied": {"type": "bool", "default": False},
+    # the check that refused (kind refused): the evidence's refused_by
+    "refused_by": {"type": "str"},
 }
 
 
 def stop(args: dict[str, Any]) -> dict[str, Any]:
     """The failed result a stop returns: its message, kind, and whether what the run applied stays."""
-    return {"failed": True, "changed": False, "msg": args["msg"], "failure_kind": args["kind"],
-            "keep_applied": bool(args["keep_applied"])}
+    out = {"failed": True, "changed": False, "msg": args["msg"], "failure_kind": args["kind"],
+           "keep_applied": bool(args["keep_applied"])}
+    if args.get("refused_by"):
+        out["refused_by"] = args["refused_by"]
+    return out
 
 
 def failure(task_name: str, result: dict[str, Any]) -> dict[str, Any]:

@@ -112,3 +112,42 @@ def verdict(args: dict[str, Any]) -> dict[str, Any]:
                 "refusals": [{"check": c, "msg": m} for c, m in found]}
     lines = warnings(facts, args) + state(facts)
     return {"changed": False, "msg": lines, "lines": lines}
+
+
+# The action plugin pgrollout_preflight reads the target itself (pg_facts with `read`, the connection from the
+# task's module_defaults) when no `facts` are given: one task for what were a mark, two asserts, pg_facts and
+# the verdict. A refusal is returned (refusal), not failed, so the run record keeps what was read.
+ACTION_SPEC: dict[str, Any] = {
+    **ARGUMENT_SPEC,
+    "facts": {"type": "dict"},
+    "host": {"type": "str", "default": ""},
+    "read": {"type": "dict", "default": {}},
+    "environment": {"type": "str", "default": ""},
+    # the run's evidence folder, checked writable first (the run's start need not check it separately)
+    "evidence_dir": {"type": "path"},
+}
+
+
+def unconfigured(conn: dict[str, Any], host: str, environment: str) -> dict[str, Any] | None:
+    """A failed result when no database host or password is configured (nothing read, nothing changed)."""
+    if not (str(conn.get("login_host") or "") or conn.get("login_unix_socket")):
+        check = "Check that a database host is configured"
+        msg = (f"No database host for {host} in {environment}: set pgrollout_db_host (and pgrollout_db_port) for "
+               "it in its inventory (README, Environments: Adding a target). pgrollout never assumes 127.0.0.1 "
+               "outside dev.")
+    elif not conn.get("login_password"):
+        check = "Check that a database password is configured"
+        msg = (f"No database password for {host}: set pgrollout_db_password (dev: run `make db-start`; "
+               "staging/prod: vault_pgrollout_db_password in an ansible-vault file).")
+    else:
+        return None
+    return {"failed": True, "changed": False, "msg": msg, "refused_by": check, "failure_kind": "refused"}
+
+
+def judged(args: dict[str, Any], facts_result: dict[str, Any]) -> dict[str, Any]:
+    """pg_facts' result with the verdict: its lines, and the first refusal (for pgrollout_stop) if any."""
+    decided = verdict({**args, "facts": facts_result["facts"]})
+    out = {**facts_result, "changed": False, "lines": decided.get("lines") or [], "refusal": None}
+    if decided.get("failed"):
+        out["refusal"] = {"check": decided["refused_by"], "msg": decided["msg"], "refusals": decided["refusals"]}
+    return out

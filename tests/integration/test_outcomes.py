@@ -38,7 +38,7 @@ def test_each_outcome_has_its_line_its_record_and_its_exit_code(playbook, db, tm
     code, line, record = run(playbook, "-e", json.dumps({"pgrollout_change_window": window,
                                                          "pgrollout_now": "2026-12-01T12:00:00+00:00"}))
     assert (code, record["outcome"]) == (10, "refused")
-    assert 'refused_by="Check the change window and the promotion evidence"' in line
+    assert 'refused_by="Check the backup requirement, the change window and the promotion evidence"' in line
     assert query(db, "SELECT to_regclass('public.bots')") == [(None,)]
 
     code, line, record = run(playbook)
