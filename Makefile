@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help rollout dry-run test lint molecule venv collection ee-context db-start db-stop db-reset db-status db-prepare bench-lock-safety bench-backup-restore bench-many-migrations bench-peers bench-big-file bench-catalog bench-fleet status new-migration spec lint-migrations
+.PHONY: help rollout dry-run test lint molecule venv docs collection ee-context db-start db-stop db-reset db-status db-prepare bench-lock-safety bench-backup-restore bench-many-migrations bench-peers bench-big-file bench-catalog bench-fleet status new-migration spec lint-migrations
 
 # make help: every target with one line (the text after "##" on its rule)
 help:  ## list the targets
@@ -115,6 +115,9 @@ lint-migrations: venv  ## the migration review (squawk and pgrollout's rules): .
 
 # The Ansible collection (dist/pgrollout-postgresql-<version>.tar.gz) and the AWX execution environment's
 # build context (.ops/ee-context; `ansible-builder build` makes the image where a registry is reachable).
+docs: venv  ## the docs site: guide and generated reference, into build/docs (Sphinx -W: broken links fail)
+	$(BIN)/python scripts/build_docs.py
+
 collection: venv  ## build the Ansible collection tarball (dist/)
 	$(BIN)/python scripts/build_collection.py
 

@@ -29,7 +29,7 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         _, args = self.validate_argument_spec(argument_spec={**verdict.ACTION_SPEC, **CONNECTION_ARGUMENT_SPEC})
-        args["host"] = args["host"] or task_vars.get("inventory_hostname", "")
+        args["target"] = args["target"] or task_vars.get("inventory_hostname", "")
         if args["facts"] is not None:  # judge facts read before
             result.update(verdict.verdict(args))
             return result
@@ -42,7 +42,7 @@ class ActionModule(ActionBase):
                 result.update(failed=True, msg=f"cannot write evidence into {args['evidence_dir']}: {exc}. Nothing "
                               "was changed: fix the folder (or pgrollout_evidence_root), then run again")
                 return result
-        refused = verdict.unconfigured(args, args["host"], args["environment"])
+        refused = verdict.unconfigured(args, args["target"], args["environment"])
         if refused:
             result.update(refused)
             return result

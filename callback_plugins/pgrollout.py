@@ -23,8 +23,9 @@ description:
     show, the checks as a count with every check that did not pass in full (name, spec, expected, actual),
     each failure once as the module wrote it, and the recap.
   - With C(-v) or more it prints what Ansible's default callback prints.
-  - Opt-in for now - C(ANSIBLE_STDOUT_CALLBACK=pgrollout), or C(stdout_callback = pgrollout) in an
-    ansible.cfg; the project's own ansible.cfg still names Ansible's default callback.
+  - pgrollout's own ansible.cfg sets it (C(stdout_callback = pgrollout)). From the collection, set
+    C(stdout_callback = pgrollout.postgresql.pgrollout) in the project's ansible.cfg, or
+    C(ANSIBLE_STDOUT_CALLBACK=pgrollout.postgresql.pgrollout) for one run.
 version_added: "0.5.0"
 author: pgrollout developers (@pgrollout)
 extends_documentation_fragment:

@@ -67,8 +67,8 @@ options:
     default: []
   checks_if_current:
     description:
-      - Checks (as pg_assert's O(checks)) to run, read-only and on the same connection, when no
-        file is pending or accepted as edited - the state such a run ends in. A run with nothing to
+      - Checks (as O(pgrollout.postgresql.pg_assert#module:checks)) to run, read-only and on the same
+        connection, when no file is pending or accepted as edited - the state such a run ends in. A run with nothing to
         apply gets its security audit here instead of from one more module call. Result in C(audit).
       - Then, on that unchanged target, the applied files' specs as the verify step runs them after a
         commit - the newest applied file's spec whole, the earlier ones' C(lasting) checks - result in

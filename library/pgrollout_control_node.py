@@ -12,7 +12,12 @@ description:
   - The action plugin of the same name runs it in the controller's own process (the control node is
     what is checked); the evidence records the same versions.
 version_added: "0.5.0"
-options: {}
+options:
+  clients:
+    description: The PostgreSQL client programs that must be on PATH.
+    type: list
+    elements: str
+    default: [pg_dump, pg_restore, psql]
 attributes:
   check_mode:
     support: full
@@ -28,7 +33,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 versions:
-  description: ansible_core, python, pg_dump, pg_restore and psql (their --version line, or null).
+  description: ansible_core, python and each of O(clients) (its --version line, or null).
   returned: always
   type: dict
 """

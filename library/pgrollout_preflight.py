@@ -35,8 +35,8 @@ options:
     description: The environment, named in messages.
     type: str
     default: ""
-  host:
-    description: The inventory host, named in messages; the inventory hostname when empty.
+  target:
+    description: The target, named in messages; the inventory hostname when empty.
     type: str
     default: ""
   schema_drift:

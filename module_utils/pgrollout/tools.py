@@ -11,32 +11,36 @@ from typing import Any
 CLIENTS = ("pg_dump", "pg_restore", "psql")
 NEEDS = {"ansible_core": (2, 19), "python": (3, 11)}
 
-ARGUMENT_SPEC: dict[str, Any] = {}
+ARGUMENT_SPEC: dict[str, Any] = {
+    # the client programs a run calls: pg_dump and pg_restore for backups, psql for the compatibility layer
+    "clients": {"type": "list", "elements": "str", "default": list(CLIENTS)},
+}
 
 
 def _release(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", text)[:2])
 
 
-def versions() -> dict[str, Any]:
+def versions(clients: tuple[str, ...] | list[str] = CLIENTS) -> dict[str, Any]:
     try:  # the controller's ansible-core (a module shipped to a host has no ansible.release)
         from ansible.release import __version__ as ansible_core
     except ImportError:
         ansible_core = None
     found: dict[str, Any] = {"ansible_core": ansible_core, "python": platform.python_version()}
-    for name in CLIENTS:
+    for name in clients:
         path = shutil.which(name)
         found[name] = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout.strip() \
             if path else None
     return found
 
 
-def control_node(_args: dict[str, Any] | None = None) -> dict[str, Any]:
+def control_node(args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Refuse a control node that cannot run pgrollout; else its versions."""
-    found = versions()
+    clients = list((args or {}).get("clients") or CLIENTS)
+    found = versions(clients)
     old = [f"{name.replace('_', '-')} >= {'.'.join(map(str, need))} (have {found[name]})"
            for name, need in NEEDS.items() if _release(found[name] or "0") < need]
-    missing = [name for name in CLIENTS if not found[name]]
+    missing = [name for name in clients if not found[name]]
     if old or missing:
         msg = ("This control node cannot run pgrollout: it needs "
                + "; ".join(old + ([f"{', '.join(missing)} on PATH (apt-get install postgresql-client)"]
@@ -44,4 +48,4 @@ def control_node(_args: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"failed": True, "changed": False, "msg": msg, "versions": found}
     return {"changed": False, "versions": found,
             "msg": f"ansible-core {found['ansible_core']}, Python {found['python']}, "
-                   + ", ".join(found[name] for name in CLIENTS)}
+                   + ", ".join(found[name] for name in clients)}

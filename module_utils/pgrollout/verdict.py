@@ -11,7 +11,7 @@ from typing import Any
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "facts": {"type": "dict", "required": True},
-    "host": {"type": "str", "required": True},
+    "target": {"type": "str", "required": True},
     "schema_drift": {"type": "str", "choices": ["warn", "refuse"], "default": "refuse"},
     "accept_drift_reason": {"type": "str", "default": ""},
     "rolling_back": {"type": "bool", "default": False},
@@ -41,12 +41,12 @@ def refusals(facts: dict[str, Any], args: dict[str, Any]) -> list[tuple[str, str
     pooler = facts.get("pooler") or {}
     if pooler.get("suspected"):
         found.append(("Refuse a transaction-mode connection pooler",
-                      f"{args['host']} is reached through a transaction-mode pooler ({pooler.get('reason')}): "
+                      f"{args['target']} is reached through a transaction-mode pooler ({pooler.get('reason')}): "
                       "advisory locks and session settings do not work through it. Connect to the database "
                       "directly (Supabase: db.<ref>.supabase.co port 5432, not the pooler on 6543)."))
     if facts.get("in_recovery"):
         found.append(("Refuse a read replica",
-                      f"{args['host']} is a read replica (in recovery): point the inventory at the primary."))
+                      f"{args['target']} is a read replica (in recovery): point the inventory at the primary."))
     if m.get("drifted") or m.get("missing_files"):
         found.append(("Refuse applied migrations whose files changed (unless accepted) or disappeared",
                       f"Ledger and files disagree. Edited after being applied: {m.get('drifted') or []}. Applied "
@@ -120,7 +120,7 @@ def verdict(args: dict[str, Any]) -> dict[str, Any]:
 ACTION_SPEC: dict[str, Any] = {
     **ARGUMENT_SPEC,
     "facts": {"type": "dict"},
-    "host": {"type": "str", "default": ""},
+    "target": {"type": "str", "default": ""},
     "read": {"type": "dict", "default": {}},
     "environment": {"type": "str", "default": ""},
     # the run's evidence folder, checked writable first (the run's start need not check it separately)

@@ -64,7 +64,7 @@ def test_a_file_edited_between_the_preflight_and_the_apply_is_refused(empty_db, 
     def edit() -> None:  # after the preflight read and approved it, before the migrate step reads it again
         path.write_text("CREATE TABLE public.notes (id int PRIMARY KEY);\nDROP TABLE IF EXISTS public.other;\n")
 
-    proc = book.run("rollout.yml", when_printed=("TASK [run : Take the run lease]", edit))
+    proc = book.run("rollout.yml", when_printed=("run : Take the run lease (", edit))
     text = " ".join(proc.stdout.split())
     assert proc.returncode != 0 and "changed since the preflight approved it: 001_notes.sql (approved" in text, \
         text[-3000:]

@@ -28,7 +28,8 @@ def test_ansible_builder_creates_a_build_context_with_the_collection_and_the_run
     assert built.returncode == 0, built.stderr
     context = tmp_path / "context"
     created = subprocess.run([str(BIN / "ansible-builder"), "create", "-f", "execution-environment.yml",
-                              "--context", str(context)], cwd=tmp_path, capture_output=True, text=True)
+                              "--context", str(context), "--output-filename", "Containerfile"],
+                             cwd=tmp_path, capture_output=True, text=True)
     assert created.returncode == 0, created.stdout + created.stderr
     build = context / "_build"
     assert (build / "collections" / tarball).read_bytes() == (tmp_path / "dist" / tarball).read_bytes()

@@ -37,6 +37,7 @@ WALK = [
 ]
 NOT_WALKED = {
     "inventories/prod": "needs the prod Supabase project (the example inventory's host is not reachable here)",
+    "inventories/staging": "needs a staging server (the example inventory has no host yet)",
     "make test": "is what CI runs; this walk is part of it",
     "molecule": "Molecule's scenarios are their own CI step (make molecule)",
     "ansible-galaxy collection install": "Galaxy is unreachable here; test_collection installs the built collection",
@@ -53,9 +54,10 @@ EDITED = {  # what the newcomer writes with $EDITOR
 
 
 def readme_commands() -> list[str]:
-    """Each command of the README's ```bash blocks, continuation lines joined, comments dropped."""
+    """Each command of the README's and the guide's ```bash blocks, continuation lines joined, comments dropped."""
     commands = []
-    for block in re.findall(r"^```bash\n(.*?)^```", (REPO / "README.md").read_text(), re.MULTILINE | re.DOTALL):
+    text = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs" / "guide").glob("*.md"))])
+    for block in re.findall(r"^```bash\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
         pending = ""
         for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             pending += line + " "

@@ -8,7 +8,7 @@ DRIFT = {"recorded": True, "run_id": "r1", "at": "2026-12-01T00:00:00Z",
 
 
 def args(facts: dict, **kw) -> dict:
-    return {"facts": facts, "host": "h1", "schema_drift": "refuse", "accept_drift_reason": "", "rolling_back": False,
+    return {"facts": facts, "target": "h1", "schema_drift": "refuse", "accept_drift_reason": "", "rolling_back": False,
             **kw}
 
 
