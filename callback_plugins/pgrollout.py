@@ -1,14 +1,15 @@
 """pgrollout's console: a run that fits on a screen, every failure whole and said once.
 
 At default verbosity: the play's name, one line per step that does something (its duration), the lines the
-steps show (the preflight's state, each migration, the outcome), the checks as a count with every check that
-did not pass in full, and the recap. Skipped tasks, role includes, argument checks and pgrollout's own
-bookkeeping (set_fact) print nothing. With -v and more, it is Ansible's default console, unchanged; AWX and
-other callbacks receive every event either way.
+steps show (the preflight's state, each migration with its locks on one line, the outcome), the checks as a
+count with every check that did not pass in full, and the recap. Skipped tasks, role includes, argument
+checks and pgrollout's own bookkeeping (set_fact) print nothing. With -v and more, it is Ansible's default
+console, unchanged; AWX and other callbacks receive every event either way.
 """
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -64,9 +65,39 @@ def check_lines(results: list[Any]) -> list[str]:
     return lines
 
 
+# PostgreSQL's table lock modes, strongest first: a migration's locks are said strongest first
+LOCK_MODES = ("AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "ShareLock",
+              "ShareUpdateExclusiveLock", "RowExclusiveLock", "RowShareLock", "AccessShareLock")
+LOCK_LINE = re.compile(r"^(\s*)lock: (.+) (\w+Lock)$")
+
+
+def folded_locks(lines: list[str]) -> list[str]:
+    """A migration's run of `lock: <table> <mode>` lines as one line, modes strongest first."""
+    out: list[str] = []
+    group: dict[str, list[str]] = {}
+    indent = ""
+
+    def flush() -> None:
+        if group:
+            modes = sorted(group, key=lambda m: LOCK_MODES.index(m) if m in LOCK_MODES else len(LOCK_MODES))
+            out.append(f"{indent}locks: " + "; ".join(f"{m} on {', '.join(group[m])}" for m in modes))
+            group.clear()
+
+    for line in lines:
+        match = LOCK_LINE.match(line)
+        if match:
+            indent = match.group(1)
+            group.setdefault(match.group(3), []).append(match.group(2))
+            continue
+        flush()
+        out.append(line)
+    flush()
+    return out
+
+
 def shown_lines(msg: Any) -> list[str]:
-    """A debug message's lines, the PASS lines of a check table folded into one count."""
-    lines = [str(x) for x in msg] if isinstance(msg, list) else str(msg).splitlines()
+    """A debug message's lines: PASS lines of a check table folded into one count, lock lines into one."""
+    lines = folded_locks([str(x) for x in msg] if isinstance(msg, list) else str(msg).splitlines())
     out: list[str] = []
     passes = 0
     indent = ""

@@ -484,6 +484,21 @@ def describe_report(report: dict[str, Any]) -> str:
     return "; ".join(lines) or "nothing written since the backup"
 
 
+def _restore_progress(params: dict[str, Any], scratch_db: str, manifest: dict[str, Any]) -> Any:
+    """Under an async task: every few seconds how big the scratch database has grown, of the dumped one's size."""
+    from .progress import Progress
+
+    total = manifest.get("database_size_bytes") or 0
+
+    def line() -> str:
+        with connect(params) as conn:
+            size = conn.execute("SELECT pg_database_size(%s)", [scratch_db]).fetchone()[0]
+        of = f" of the dumped database's {total // 1048576} MB" if total else ""
+        return f"restore rehearsal: the scratch database holds {size // 1048576} MB{of}"
+
+    return Progress(line, float(params.get("progress_seconds") or 10.0))
+
+
 def restore_scratch(params: dict[str, Any], archive: str, scratch_db: str, *, jobs: int = 1,
                     tables: list[str] | None = None, bindir: str | None = None) -> dict[str, Any]:
     """Create `scratch_db` on the target's server and restore the archive into it, in parallel."""
@@ -498,7 +513,7 @@ def restore_scratch(params: dict[str, Any], archive: str, scratch_db: str, *, jo
     if jobs > 1 and manifest.get("format") in ("custom", "directory"):
         cmd.append(f"--jobs={jobs}")
     with tempfile.NamedTemporaryFile("w", prefix="pgrollout-toc-", suffix=".list") as listing, \
-            client_environment(scratch) as env:
+            client_environment(scratch) as env, _restore_progress(params, scratch_db, manifest):
         listing.write("\n".join(entries) + "\n")
         listing.flush()
         proc = subprocess.run([*cmd, "--use-list", listing.name, archive], env=env, capture_output=True, text=True)

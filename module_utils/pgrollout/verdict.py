@@ -91,11 +91,13 @@ def warnings(facts: dict[str, Any], args: dict[str, Any]) -> list[str]:
     return out
 
 
-def state(facts: dict[str, Any]) -> list[str]:
+def state(facts: dict[str, Any], args: dict[str, Any] | None = None) -> list[str]:
     m, locks = facts.get("migrations") or {}, facts.get("locks") or {}
+    where = "/".join(x for x in ((args or {}).get("environment"), (args or {}).get("target")) if x)
     target = (f"target version {m['target_version']}: not run now: {', '.join(m.get('beyond_target') or []) or 'none'}"
               if m.get("target_version") else "target version: every pending file")
-    return [f"PostgreSQL {facts.get('server_version')}, database {facts.get('database')}",
+    server = f"PostgreSQL {facts.get('server_version')}, database {facts.get('database')}"
+    return [f"{where}: {server}" if where else server,
             f"applied: {', '.join(m.get('applied') or []) or 'none'}",
             f"pending: {', '.join(m.get('pending') or []) or 'none'}", target,
             f"long-running sessions: {len(facts.get('long_running_sessions') or [])}",
@@ -110,7 +112,7 @@ def verdict(args: dict[str, Any]) -> dict[str, Any]:
         check, msg = found[0]
         return {"failed": True, "changed": False, "msg": msg, "refused_by": check, "failure_kind": "refused",
                 "refusals": [{"check": c, "msg": m} for c, m in found]}
-    lines = warnings(facts, args) + state(facts)
+    lines = warnings(facts, args) + state(facts, args)
     return {"changed": False, "msg": lines, "lines": lines}
 
 

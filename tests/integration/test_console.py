@@ -47,3 +47,16 @@ def test_a_failing_check_shows_expected_and_actual_whole_and_the_error_once(empt
     # the check's failure is said once, however many steps quote it
     assert text.count(LONG_EXPECTED) == 1, text
     assert "Nothing was changed" in text
+
+
+def test_the_003_rollout_prints_about_forty_lines_with_one_lock_line(playbook, db):
+    """Migration 003 with pgrollout's console (ansible.cfg's stdout callback): its ten locks on one line."""
+    proc = playbook.run_raw("rollout.yml")
+    lines = [x for x in proc.stdout.splitlines() if x.strip()]
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert len(lines) <= 45, "\n".join(lines)  # 10 of them the lint warnings of 003 and its rollback file
+    locks = [x for x in lines if x.strip().startswith("locks: ")]
+    assert len(locks) == 1 and locks[0].strip().startswith("locks: AccessExclusiveLock on "), "\n".join(lines)
+    assert "ShareRowExclusiveLock on auth.users" in locks[0]
+    assert not [x for x in lines if x.strip().startswith("lock: ")]
+    assert len([x for x in lines if x.strip().startswith("succeeded rollout ")]) == 1

@@ -55,3 +55,20 @@ def test_a_backup_held_up_by_a_lock_prints_its_progress_and_who_holds_the_lock(e
     assert record["backup"]["table_count"] == int(progress[0].group(2))
     manifest = json.loads(Path(record["backup"]["manifest"]).read_text())
     assert "public.held" in manifest["row_counts"]
+
+
+def test_a_restore_rehearsal_says_how_far_the_scratch_database_has_grown(db, empty_db):
+    """The rehearsal's progress line (said at each async poll, as the backup's): the scratch database's size
+    of the dumped one's, read from the server while pg_restore runs (here: a database standing in for it)."""
+    from pgrollout import restore
+
+    said = restore._restore_progress(db, empty_db["login_db"], {"database_size_bytes": 512 * 1048576}).read()
+    match = re.fullmatch(r"restore rehearsal: the scratch database holds (\d+) MB of the dumped database's 512 MB",
+                         said)
+    assert match, said
+    with psycopg.connect(host=db["login_host"], port=db["login_port"], user=db["login_user"],
+                         password=db["login_password"], dbname=db["login_db"]) as conn:
+        size = conn.execute("SELECT pg_database_size(%s)", [empty_db["login_db"]]).fetchone()[0]
+    assert int(match.group(1)) == size // 1048576
+    # without the dump's size (an older manifest) it says what it knows
+    assert restore._restore_progress(db, empty_db["login_db"], {}).read().endswith(" MB")

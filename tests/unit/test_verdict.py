@@ -35,6 +35,8 @@ def test_nothing_to_refuse_shows_the_state_and_the_rollback_warning_only_going_f
     facts = {"server_version": "15.8", "database": "app",
              "migrations": {"applied": ["001"], "pending": ["002_x.sql"], "rollback_warning": "WARNING: no rollback"}}
     lines = verdict.verdict(args(facts))["lines"]
-    assert lines[0] == "WARNING: no rollback" and "PostgreSQL 15.8, database app" in lines
+    # the header names where: environment and target, then the server
+    assert lines[0] == "WARNING: no rollback" and "h1: PostgreSQL 15.8, database app" in lines
+    assert "dev/h1: PostgreSQL 15.8, database app" in verdict.verdict({**args(facts), "environment": "dev"})["lines"]
     assert "pending: 002_x.sql" in lines and "target version: every pending file" in lines
     assert "WARNING: no rollback" not in verdict.verdict(args(facts, rolling_back=True))["lines"]
