@@ -42,7 +42,7 @@ def test_preflight_proceeds_once_the_long_lock_holder_ends(playbook, db):
     with Blocker(db, "public.kb_macro_events") as blocker:
         time.sleep(1.2)  # the blocker's transaction must be older than preflight_blocker_min_seconds
         # released once the wait has seen it at least once (ansible prints each retry), however slow the machine
-        proc = playbook.run(when_printed=("FAILED - RETRYING", blocker.release))
+        proc = playbook.run(when_printed=("waiting: preflight : Wait for long transactions", blocker.release))
     assert proc.returncode == 0, proc.stdout[-3000:]
     (waited,) = playbook.task_results(proc, "Wait for long transactions holding locks on the tables the run will lock")
     assert waited["attempts"] >= 2
