@@ -440,57 +440,46 @@ def _text(value: Any) -> str:
 
 
 def junit(record: dict[str, Any]) -> str:
-    """JUnit XML: one test case per migration of the run and one per verification check."""
-    from xml.etree import ElementTree as ET
+    """JUnit XML: one test case per migration of the run and one per verification check (junit.py)."""
+    from .junit import case, suite
 
-    suite = ET.Element("testsuite", name=f"pgrollout {record['kind']} {record['environment']}/{record['host']}",
-                       timestamp=str(record.get("started_at")))
     cases = []
     for m in record.get("migrations") or []:
-        case = ET.Element("testcase", classname=f"migrations.{m.get('direction', 'up')}",
-                          name=f"{m.get('version')}_{m.get('name')}",
-                          time=str(round((m.get("duration_ms") or 0) / 1000, 3)))
-        if m.get("failed") or m.get("error"):
-            ET.SubElement(case, "failure", message=_text(m.get("msg") or m.get("error"))[:500])
-        else:
-            ET.SubElement(case, "system-out").text = str(m.get("msg") or "")
-        cases.append(case)
+        failed = m.get("failed") or m.get("error")
+        # a file stopped by its own spec: the checks that did not pass, expected and actual, under its message
+        unpassed = [x for x in m.get("checks_summary") or [] if not str(x).startswith("PASS")]
+        cases.append(case(f"migrations.{m.get('direction', 'up')}", f"{m.get('version')}_{m.get('name')}",
+                          time=(m.get("duration_ms") or 0) / 1000,
+                          failure="\n".join([_text(m.get("msg") or m.get("error")), *map(str, unpassed)])
+                          if failed else None,
+                          system_out=None if failed else _text(m.get("msg"))))
     for section in CHECK_SECTIONS:
         block = record.get(section) or {}
         for r in block.get("results") or []:
             spec = os.path.basename(str(r.get("spec") or block.get("spec") or section)).removesuffix(".yml")
-            case = ET.Element("testcase", classname=f"{section}.{spec}", name=str(r.get("name")))
+            outcome: dict[str, str] = {}
             if r.get("status") != "passed" and r.get("severity") == "warn":
-                ET.SubElement(case, "skipped", message=f"warning not passed: {r.get('status')}")
+                outcome["skipped"] = f"warning not passed: {r.get('status')}"
             elif r.get("status") == "failed":
-                ET.SubElement(case, "failure", message=f"expected {json.dumps(r.get('expected'), default=str)}"
-                                                       f", actual {json.dumps(r.get('actual'), default=str)}"[:500])
+                outcome["failure"] = (f"expected {json.dumps(r.get('expected'), default=str)}, "
+                                      f"actual {json.dumps(r.get('actual'), default=str)}")
             elif r.get("status") == "error":
-                ET.SubElement(case, "error", message=str(r.get("error"))[:500])
-            cases.append(case)
+                outcome["error"] = _text(r.get("error"))
+            cases.append(case(f"{section}.{spec}", str(r.get("name")), **outcome))
     drift = record.get("schema_drift") or {}
     for change in drift.get("changes") or []:
-        case = ET.Element("testcase", classname="schema_drift", name=f"{change.get('kind')} {change.get('object')}")
-        if drift.get("accepted"):
-            ET.SubElement(case, "skipped", message=f"acknowledged: {drift['accepted']}"[:500])
-        else:
-            ET.SubElement(case, "failure", message=str(change.get("message"))[:500])
-        cases.append(case)
+        name = f"{change.get('kind')} {change.get('object')}"
+        cases.append(case("schema_drift", name, skipped=f"acknowledged: {drift['accepted']}")
+                     if drift.get("accepted") else case("schema_drift", name, failure=_text(change.get("message"))))
     if record.get("partially_applied"):
         left = record["partially_applied"]
-        case = ET.Element("testcase", classname="run", name=f"{os.path.basename(str(left.get('file')))} left nothing")
-        ET.SubElement(case, "failure", message=str(left.get("msg"))[:500])
-        cases.append(case)
+        cases.append(case("run", f"{os.path.basename(str(left.get('file')))} left nothing",
+                          failure=_text(left.get("msg"))))
     if record.get("failure"):
-        case = ET.Element("testcase", classname="run", name=f"{record['kind']} finished")
-        ET.SubElement(case, "failure", message=f"{record['failure'].get('task')}: {record['failure'].get('msg')}"[:500])
-        cases.append(case)
-    suite.extend(cases)
-    suite.set("tests", str(len(cases)))
-    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
-    suite.set("errors", str(sum(1 for c in cases if c.find("error") is not None)))
-    suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+        cases.append(case("run", f"{record['kind']} finished",
+                          failure=f"{record['failure'].get('task')}: {_text(record['failure'].get('msg'))}"))
+    return suite(f"pgrollout {record['kind']} {record['environment']}/{record['host']}", cases,
+                 timestamp=str(record.get("started_at") or "") or None)
 
 
 def _write_private(path: str, text: str) -> None:

@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from .sqlfile import MigrationFile, nodes
 
@@ -305,26 +304,22 @@ def summary(findings: list[dict[str, Any]]) -> list[str]:
 
 
 def junit(report: dict[str, Any]) -> str:
-    """One test case per file and rule found (and one passing case per clean file)."""
+    """One test case per file and rule found (and one passing case per clean file), through junit.py."""
+    from .junit import case, suite
+
     cases = []
     for path in report["files"]:
         mine = [f for f in report["findings"] if f["file"] == path]
         name = os.path.basename(path)
         if not mine:
-            cases.append(f'  <testcase classname="pgrollout.lint" name={quoteattr(name)}/>')
+            cases.append(case("pgrollout.lint", name))
         for f in mine:
-            label = quoteattr(f"{name}:{f['line']}")
-            case = f'  <testcase classname="pgrollout.lint.{escape(f["rule"])}" name={label}'
+            label, classname = f"{name}:{f['line']}", f"pgrollout.lint.{f['rule']}"
             if f in report["blocking"]:
-                cases.append(case + f'>\n    <failure message={quoteattr(f["why"])}>{escape(f["how"])}</failure>\n'
-                             "  </testcase>")
+                cases.append(case(classname, label, failure=f"{f['why']}\nSafer: {f['how']}"))
             else:
-                cases.append(case + f'>\n    <system-out>{escape(f["severity"] + ": " + f["why"])}</system-out>\n'
-                             "  </testcase>")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuite name="pgrollout migration lint" tests="{len(cases)}" failures="{len(report["blocking"])}" '
-            'errors="0" skipped="0">\n'
-            + "\n".join(cases) + "\n</testsuite>\n")
+                cases.append(case(classname, label, system_out=f"{f['severity']}: {f['why']}"))
+    return suite("pgrollout migration lint", cases)
 
 
 def files_to_lint(layout: Any, versions: list[str] | None,
