@@ -56,14 +56,14 @@ from ansible.module_utils.basic import AnsibleModule
 try:  # this repository (ansible.cfg: module_utils = ./module_utils)
     from ansible.module_utils.pgrollout import modules
     from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.watch import breaches, describe, observe, peaks
+    from ansible.module_utils.pgrollout.watch import breaches, describe, peaks, watched
 except ImportError:  # installed as the collection pgrollout.postgresql
     from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
     from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
         CONNECTION_ARGUMENT_SPEC,
         connect,
     )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.watch import breaches, describe, observe, peaks
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.watch import breaches, describe, peaks, watched
 
 
 def main() -> None:
@@ -78,7 +78,7 @@ def main() -> None:
     p = module.params
     try:
         with connect(p, autocommit=True) as conn:
-            points = observe(conn, p["seconds"], p["interval"])
+            points = watched(conn, p["seconds"], p["interval"], p["baseline"], p["thresholds"])
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
         module.fail_json(msg=modules.describe(exc, "watching the target"))
     found = breaches(points, p["baseline"], p["thresholds"]) if p["baseline"] is not None else []

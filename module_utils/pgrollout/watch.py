@@ -73,6 +73,27 @@ def observe(conn: Connection, seconds: float, interval: float, on_point: Callabl
     return series(samples)
 
 
+def progress_line(point: dict[str, float], elapsed: float, seconds: float, baseline: dict[str, float] | None,
+                  thresholds: dict[str, dict[str, float]] | None = None) -> str:
+    """One interval, as the async poll shows it: the rates and lock waits, and what breaches so far."""
+    found = breaches([point], baseline, thresholds) if baseline is not None else []
+    return (f"watch: {elapsed:.0f}s of {seconds:g}s: {point.get('rollbacks_per_second', 0):g} rollbacks/s, "
+            f"{point.get('deadlocks_per_second', 0):g} deadlocks/s, "
+            f"{point.get('lock_waiting_sessions', 0):g} session(s) waiting for a lock "
+            f"(longest {point.get('longest_lock_wait_seconds', 0):g}s); {describe(found)} in this interval")
+
+
+def watched(conn: Connection, seconds: float, interval: float, baseline: dict[str, float] | None,
+            thresholds: dict[str, dict[str, float]] | None = None) -> list[dict[str, float]]:
+    """observe(), each interval said to Ansible's async poll when run as an async task (progress.py)."""
+    from .progress import Progress
+
+    progress = Progress(lambda: "", every=interval)  # its job file only: each point is said as it comes
+    started = time.monotonic()
+    return observe(conn, seconds, interval, on_point=lambda point: progress.say(
+        progress_line(point, time.monotonic() - started, seconds, baseline, thresholds)))
+
+
 def breaches(points: list[dict[str, float]], baseline: dict[str, float] | None,
              thresholds: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """The metrics whose peak exceeds both the floor and the baseline's peak times the factor."""
