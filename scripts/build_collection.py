@@ -54,6 +54,28 @@ def check_runtime(staging: Path, modules: Path, fqcn: str) -> None:
                          f"options are {connected}: update it")
 
 
+def runtime_requirements() -> list[str]:
+    """The Python packages the modules need: requirements.txt's "# Runtime" section, not the test tools."""
+    lines, inside = [], False
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        if line.startswith("#"):
+            inside = line.strip() == "# Runtime"
+        elif inside and line.strip() and not line.startswith("ansible-core"):
+            lines.append(line.strip())
+    return lines
+
+
+def declare_dependencies(staging: Path) -> None:
+    """requirements.txt, bindep.txt and meta/execution-environment.yml: what ansible-builder introspects."""
+    (staging / "requirements.txt").write_text(
+        "# pgrollout.postgresql's Python dependencies (ansible-builder introspect reads them)\n"
+        + "\n".join(runtime_requirements()) + "\n")
+    shutil.copy2(REPO / "bindep.txt", staging / "bindep.txt")
+    (staging / "meta").mkdir(parents=True, exist_ok=True)
+    (staging / "meta" / "execution-environment.yml").write_text(
+        "---\nversion: 1\ndependencies:\n  python: requirements.txt\n  system: bindep.txt\n")
+
+
 def assemble(staging: Path, fqcn: str) -> None:
     copies = {"roles": "roles", "playbooks": "playbooks", "supabase/compat": "supabase/compat",
               "module_utils/pgrollout": "plugins/module_utils", "doc_fragments": "plugins/doc_fragments",
@@ -66,6 +88,7 @@ def assemble(staging: Path, fqcn: str) -> None:
     for name in ("galaxy.yml", "README.md", "CHANGELOG.md", "LICENSE", "meta/runtime.yml"):
         (staging / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, staging / name)
+    declare_dependencies(staging)
     modules = staging / "plugins" / "modules"
     modules.mkdir(parents=True)
     for path in sorted((REPO / "library").glob("*.py")):
