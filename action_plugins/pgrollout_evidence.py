@@ -27,8 +27,7 @@ class ActionModule(ActionBase):
             result.update(evidence.record_run(args))
         except OSError as exc:
             if args["probe"]:
-                raise AnsibleActionFail(f"cannot write evidence into {args['dir']}: {exc}. Nothing was changed: "
-                                        "fix the folder (or pgrollout_evidence_root), then run again") from exc
+                raise AnsibleActionFail(evidence.unwritable(args["dir"], exc)) from exc
             # the outcome line still reaches the console and stderr, saying whether the target changed
             line = evidence.unwritten_summary(args)
             sys.stderr.write(line + "\n")

@@ -39,8 +39,7 @@ class ActionModule(ActionBase):
             try:
                 evidence.probe(args["evidence_dir"])
             except OSError as exc:
-                result.update(failed=True, msg=f"cannot write evidence into {args['evidence_dir']}: {exc}. Nothing "
-                              "was changed: fix the folder (or pgrollout_evidence_root), then run again")
+                result.update(failed=True, msg=evidence.unwritable(args["evidence_dir"], exc))
                 return result
         refused = verdict.unconfigured(args, args["target"], args["environment"])
         if refused:

@@ -202,17 +202,15 @@ def rehearsed(module: AnsibleModule, p: dict, path: str) -> dict:
     """The archive restored into a scratch database and its row counts compared, as pg_restore's rehearse
     mode reports it (the same module run: no second process)."""
     try:  # imported where it is needed: a backup without rehearsal does not load the restore code
-        from ansible.module_utils.pgrollout.restore import rehearse
+        from ansible.module_utils.pgrollout.restore import rehearsal_said, rehearse
     except ImportError:
-        from ansible_collections.pgrollout.postgresql.plugins.module_utils.restore import rehearse
+        from ansible_collections.pgrollout.postgresql.plugins.module_utils.restore import rehearsal_said, rehearse
     try:
         result = rehearse(p, path, jobs=p["jobs"], bindir=p["pg_bindir"])
     except (BackupError, RuntimeError, OSError) as exc:
         module.fail_json(msg=f"the backup {path} was written, but rehearsing its restore failed: {exc}. Nothing "
                              "else was changed", path=path)
-    return {"changed": False, "sha256": result["sha256"], "rehearsal": result,
-            "msg": f"rehearsal: {result['tables']} tables and {result['rows']} rows restored as dumped; scratch "
-                   "database dropped"}
+    return {"changed": False, "sha256": result["sha256"], "rehearsal": result, "msg": rehearsal_said(result)}
 
 
 def main() -> None:

@@ -146,6 +146,7 @@ try:  # this repository (ansible.cfg: module_utils = ./module_utils)
         describe_report,
         discard_report,
         plan,
+        rehearsal_said,
         rehearse,
         restore_scratch,
         restore_target,
@@ -162,6 +163,7 @@ except ImportError:  # installed as the collection pgrollout.postgresql
         describe_report,
         discard_report,
         plan,
+        rehearsal_said,
         rehearse,
         restore_scratch,
         restore_target,
@@ -241,8 +243,7 @@ def main() -> None:
         result = rehearse(p, archive, jobs=p["jobs"], bindir=p["pg_bindir"])
         what = plan(p, archive, [], [], p["pg_bindir"], into_target=False)
         module.exit_json(changed=False, sha256=result["sha256"], rehearsal=result, **modules.public(what),
-                         msg=f"rehearsal: {result['tables']} tables and {result['rows']} rows restored "
-                             "as dumped; scratch database dropped")
+                         msg=rehearsal_said(result))
     except (BackupError, RuntimeError, OSError, LeaseError) as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed

@@ -1,7 +1,9 @@
 """Controller-side actions: a module's work done in the controller's own process (no module to start).
 
 Used by the action plugins whose work needs no database: the result of
-`run(args)` is the task's result, its arguments checked against the spec.
+`run(args)` is the task's result, its arguments checked against the spec;
+with `check_mode=True`, `run(args, check_mode)` is told whether the play runs
+in check mode, as a module's `module.check_mode`.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-def action(argument_spec: dict[str, Any], run: Callable[[dict[str, Any]], dict[str, Any]]) -> type:
+def action(argument_spec: dict[str, Any], run: Callable[..., dict[str, Any]], *, check_mode: bool = False) -> type:
     from ansible.plugins.action import ActionBase
 
     class ActionModule(ActionBase):
@@ -19,7 +21,7 @@ def action(argument_spec: dict[str, Any], run: Callable[[dict[str, Any]], dict[s
         def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
             result = super().run(tmp, task_vars)
             _, args = self.validate_argument_spec(argument_spec=argument_spec)
-            result.update(run(args))
+            result.update(run(args, bool(self._play_context.check_mode)) if check_mode else run(args))
             return result
 
     return ActionModule

@@ -12,11 +12,11 @@ import hashlib
 import hmac
 import json
 import os
+import platform
 import re
 import subprocess
 from typing import Any
 
-from . import tools
 from .timeline import mermaid, svg
 
 SCHEMA_VERSION = 1
@@ -564,6 +564,12 @@ def protected_backups(directory: str | None, host: str, applied: list[str]) -> l
     return protected
 
 
+def unwritable(directory: str, exc: OSError) -> str:
+    """What a run that cannot write its evidence says before anything changes (the probe failed)."""
+    return (f"cannot write evidence into {directory}: {exc}. Nothing was changed: fix the folder (or "
+            "pgrollout_evidence_root), then run again")
+
+
 def probe(directory: str, free_bytes: int = EVIDENCE_FREE_BYTES) -> dict[str, Any]:
     """That the run's record can be written here (created if missing, a file written and removed, free space),
     checked when the run starts, before anything changes; OSError saying what is wrong."""
@@ -603,8 +609,7 @@ def record_run(p: dict[str, Any]) -> dict[str, Any]:
         "operator": os.environ.get("SUDO_USER") or getpass.getuser(),
         "git_commit": git_commit(p["repo_dir"]) if p["repo_dir"] else None,
         "git_dirty": git_dirty(p["repo_dir"]) if p["repo_dir"] else None,
-        # the control node's versions, read where the evidence is written (the version gate read the same)
-        "tool_versions": {**{k: v for k, v in tools.versions().items() if v is not None}, **p["tool_versions"]},
+        "tool_versions": {"python": platform.python_version(), **p["tool_versions"]},
     }
     record = _record_from_options(p, context)
     written = write(p["dir"], record, p["redact"], p["signing_key"], p["outcome_log"])

@@ -47,9 +47,10 @@ def _job_of(pid: int, directory: str) -> tuple[str, str] | None:
 
 
 class Progress:
-    """Calls `read()` every `every` seconds while a step runs and writes its line into the job file."""
+    """Calls `read()` every `every` seconds while a step runs and writes its line into the job file; without
+    `read`, only what the step says itself (`say`)."""
 
-    def __init__(self, read: Callable[[], str], every: float = 5.0) -> None:
+    def __init__(self, read: Callable[[], str] | None = None, every: float = 5.0) -> None:
         self.read, self.every = read, every
         self.job = _job()
         self.lines: list[str] = []
@@ -57,7 +58,7 @@ class Progress:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> Progress:
-        if self.job:
+        if self.job and self.read:
             self._thread.start()
         return self
 

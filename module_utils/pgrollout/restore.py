@@ -544,6 +544,12 @@ def others_default_privileges(params: dict[str, Any], entries: list[str]) -> tup
     return kept, skipped
 
 
+def rehearsal_said(result: dict[str, Any]) -> str:
+    """A rehearsal's one line, as pg_restore (mode rehearse) and pg_backup (rehearse) report it."""
+    return (f"rehearsal: {result['tables']} tables and {result['rows']} rows restored as dumped; "
+            "scratch database dropped")
+
+
 def rehearse(params: dict[str, Any], archive: str, *, jobs: int = 1, bindir: str | None = None) -> dict[str, Any]:
     """Restore into a scratch database, compare tables and row counts with the manifest, drop it."""
     scratch_db = f"pgrollout_rehearsal_{uuid.uuid4().hex[:10]}"

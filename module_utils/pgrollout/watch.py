@@ -88,7 +88,7 @@ def watched(conn: Connection, seconds: float, interval: float, baseline: dict[st
     """observe(), each interval said to Ansible's async poll when run as an async task (progress.py)."""
     from .progress import Progress
 
-    progress = Progress(lambda: "", every=interval)  # its job file only: each point is said as it comes
+    progress = Progress()  # each point is said as it comes
     started = time.monotonic()
     return observe(conn, seconds, interval, on_point=lambda point: progress.say(
         progress_line(point, time.monotonic() - started, seconds, baseline, thresholds)))

@@ -27,6 +27,13 @@ def test_a_rollout_and_a_run_with_nothing_pending_stay_within_their_task_budget(
     assert gantt[0] == "gantt" and [x.split()[0] for x in gantt if ":done," in x] == [
         t["step"] for t in records[0]["timings"]]
     assert {"preflight", "backup", "migrate", "verify"} <= {t["step"] for t in records[0]["timings"]}
+    # the versions the version gate read once for the run, in every record of it (no second read per host)
+    from pgrollout import tools
+
+    expected = {k: v for k, v in tools.versions().items() if k != "ansible_core"}
+    for record in records:
+        versions = record["tool_versions"]
+        assert {k: versions.get(k) for k in expected} == expected and versions["ansible_core"], versions
     print("forward", len(executed(forward)), executed(forward))
     print("nothing pending", len(executed(nothing)), executed(nothing))
     assert len(executed(nothing)) <= NOTHING_PENDING, executed(nothing)
