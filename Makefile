@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help rollout dry-run test lint molecule venv docs collection ee-context db-start db-stop db-reset db-status db-prepare bench-lock-safety bench-backup-restore bench-many-migrations bench-peers bench-big-file bench-catalog bench-fleet status new-migration spec lint-migrations
+.PHONY: help rollout dry-run test lint sanity molecule venv docs collection ee-context db-start db-stop db-reset db-status db-prepare bench-lock-safety bench-backup-restore bench-many-migrations bench-peers bench-big-file bench-catalog bench-fleet status new-migration spec lint-migrations
 
 # make help: every target with one line (the text after "##" on its rule)
 help:  ## list the targets
@@ -53,9 +53,15 @@ lint: venv  ## ruff, yamllint and ansible-lint (production profile, offline)
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --offline
 
-test: lint  ## lint, the whole test suite and Molecule (what CI runs; one of the two commands)
+test: lint  ## lint, the whole test suite, the collection's checks and Molecule (what CI runs; one of the two commands)
 	$(BIN)/pytest -n auto
+	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory molecule
+
+# The built collection as Galaxy and Automation Hub check it: ansible-test sanity and units,
+# ansible-lint production, on the installed tarball (scripts/check_collection.py).
+sanity: venv  ## the built collection: ansible-test sanity, ansible-test units, ansible-lint (production)
+	$(BIN)/python scripts/check_collection.py
 
 # Molecule scenarios against Postgres containers: with the first working engine
 # (or PGROLLOUT_CONTAINER_ENGINE). Without one they are skipped, saying so,

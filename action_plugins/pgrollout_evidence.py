@@ -2,19 +2,13 @@
 in the controller's own process (no module to ship and start: about a second a run)."""
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import evidence
 
-_REPO_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
-if os.path.isdir(os.path.join(_REPO_UTILS, "pgrollout")):  # this repository: module_utils/pgrollout
-    sys.path.insert(0, _REPO_UTILS)
-    from pgrollout import evidence
-else:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import evidence
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
@@ -22,7 +16,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=evidence.ARGUMENT_SPEC)
+        _unused, args = self.validate_argument_spec(argument_spec=evidence.ARGUMENT_SPEC)
         try:
             result.update(evidence.record_run(args))
         except OSError as exc:

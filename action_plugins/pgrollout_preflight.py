@@ -6,20 +6,11 @@ time mark and the verdict (verdict.py). Given `facts`, it only judges them.
 from __future__ import annotations
 
 import datetime
-import os
-import sys
 from typing import Any
 
 from ansible.plugins.action import ActionBase
-
-_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
-if os.path.isdir(os.path.join(_UTILS, "pgrollout")):  # this repository
-    sys.path.insert(0, _UTILS)
-    from pgrollout import evidence, verdict
-    from pgrollout.connection import CONNECTION_ARGUMENT_SPEC
-else:  # the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import evidence, verdict
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import evidence, verdict
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC
 
 
 class ActionModule(ActionBase):
@@ -28,7 +19,7 @@ class ActionModule(ActionBase):
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec={**verdict.ACTION_SPEC, **CONNECTION_ARGUMENT_SPEC})
+        _unused, args = self.validate_argument_spec(argument_spec={**verdict.ACTION_SPEC, **CONNECTION_ARGUMENT_SPEC})
         args["target"] = args["target"] or task_vars.get("inventory_hostname", "")
         if args["facts"] is not None:  # judge facts read before
             result.update(verdict.verdict(args))
@@ -56,5 +47,5 @@ class ActionModule(ActionBase):
 
     def _sibling(self, module: str) -> str:
         """pg_facts from where this action came: the collection's (pgrollout.postgresql.) or the repository's."""
-        namespace, _, _ = self._task.action.rpartition(".")
+        namespace, _unused, _unused = self._task.action.rpartition(".")
         return f"{namespace}.{module}" if namespace and namespace != "ansible.legacy" else module

@@ -8,13 +8,6 @@ console, unchanged; AWX and other callbacks receive every event either way.
 """
 from __future__ import annotations
 
-import json
-import re
-import time
-from typing import Any
-
-from ansible.plugins.callback.default import CallbackModule as DefaultCallback
-
 DOCUMENTATION = r"""
 name: pgrollout
 type: stdout
@@ -34,6 +27,15 @@ extends_documentation_fragment:
 requirements:
   - set as the stdout callback
 """
+
+# ansible-test: the documentation before any import (ruff: E402 allowed here, pyproject.toml)
+import json
+import re
+import time
+from typing import Any
+
+from ansible.plugins.callback.default import CallbackModule as DefaultCallback
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.locks import LOCK_STRENGTH
 
 # actions whose success is bookkeeping, not a step an operator follows
 QUIET = {"set_fact", "include_role", "include_tasks", "import_role", "import_tasks", "validate_argument_spec",
@@ -66,8 +68,7 @@ def check_lines(results: list[Any]) -> list[str]:
 
 
 # PostgreSQL's table lock modes, strongest first: a migration's locks are said strongest first
-LOCK_MODES = ("AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "ShareLock",
-              "ShareUpdateExclusiveLock", "RowExclusiveLock", "RowShareLock", "AccessShareLock")
+LOCK_MODES = tuple(reversed(LOCK_STRENGTH))
 LOCK_LINE = re.compile(r"^(\s*)lock: (.+) (\w+Lock)$")
 
 

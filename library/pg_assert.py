@@ -39,6 +39,7 @@ options:
         each check's name is prefixed with its spec's file name.
     type: list
     elements: path
+    default: []
   lasting_specs:
     description:
       - Spec files of which only the checks marked C(lasting=true) run (earlier files of a run,
@@ -50,12 +51,12 @@ options:
     description: statement_timeout of the checks' transaction.
     type: str
     default: 30s
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: full
     description: Read-only, so it runs the checks in check mode too.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -96,24 +97,15 @@ not_passed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout import modules
-    from ansible.module_utils.pgrollout.checks import SpecError, report, run, spec_checks, validate
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import (
-        SpecError,
-        report,
-        run,
-        spec_checks,
-        validate,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
-        CONNECTION_ARGUMENT_SPEC,
-        connect,
-    )
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import (
+    SpecError,
+    report,
+    run,
+    spec_checks,
+    validate,
+)
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
 
 
 def all_checks(specs: list[str], lasting_specs: list[str], checks: list[dict] | None) -> list[dict]:
@@ -173,6 +165,7 @@ def main() -> None:
     if outcome.pop("failed"):
         module.fail_json(changed=False, **outcome)
     module.exit_json(changed=False, **outcome)
+
 
 if __name__ == "__main__":
     main()

@@ -108,12 +108,12 @@ options:
       - Evidence folder; the backups named by the newest record of each
         still-applied migration are protected from retention.
     type: path
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: full
     description: Runs the checks, reports the archive it would write and its estimated size; writes nothing.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -140,50 +140,32 @@ rehearsal_result:
   type: dict
 path: {description: The archive (a folder for the directory format)., returned: always, type: str}
 manifest: {description: The manifest file beside it., returned: changed, type: str}
-sha256: {description: SHA-256 of the archive (for a directory, over its files' digests)., returned: changed, type: str}
+sha256: {description: "SHA-256 of the archive (a directory: over its files' digests).", returned: changed, type: str}
 size_bytes: {description: Size of the archive., returned: changed, type: int}
 database_size_bytes: {description: pg_database_size of the source., returned: always, type: int}
 table_count: {description: Tables in the archive., returned: changed, type: int}
-row_counts: {description: Exact rows per table, read in the dump's snapshot., returned: changed, type: dict}
+row_counts: {description: "Exact rows per table, read in the dump's snapshot.", returned: changed, type: dict}
 row_estimates: {description: The planner's row estimate per table., returned: changed, type: dict}
 validated: {description: How the archive was checked., returned: changed, type: str}
 removed: {description: Older archives removed by retention., returned: changed, type: list}
-msg: {description: What was written (or would be, in check mode)., returned: always, type: str}
+msg: {description: "What was written (or would be, in check mode).", returned: always, type: str}
 """
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout import modules
-    from ansible.module_utils.pgrollout.backup import (
-        BackupError,
-        DumpOptions,
-        archive_name,
-        check_before,
-        dump,
-        server_facts,
-    )
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.evidence import protected_backups
-    from ansible.module_utils.pgrollout.lease import LeaseError, check
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.backup import (
-        BackupError,
-        DumpOptions,
-        archive_name,
-        check_before,
-        dump,
-        server_facts,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
-        CONNECTION_ARGUMENT_SPEC,
-        connect,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.evidence import protected_backups
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import LeaseError, check
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.backup import (
+    BackupError,
+    DumpOptions,
+    archive_name,
+    check_before,
+    dump,
+    server_facts,
+)
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.evidence import protected_backups
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import LeaseError, check
 
 
 def lease_and_ledger(p: dict) -> list[str]:
@@ -201,10 +183,9 @@ def lease_and_ledger(p: dict) -> list[str]:
 def rehearsed(module: AnsibleModule, p: dict, path: str) -> dict:
     """The archive restored into a scratch database and its row counts compared, as pg_restore's rehearse
     mode reports it (the same module run: no second process)."""
-    try:  # imported where it is needed: a backup without rehearsal does not load the restore code
-        from ansible.module_utils.pgrollout.restore import rehearsal_said, rehearse
-    except ImportError:
-        from ansible_collections.pgrollout.postgresql.plugins.module_utils.restore import rehearsal_said, rehearse
+    # imported where it is needed: a backup without rehearsal does not load the restore code
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.restore import rehearsal_said, rehearse
+
     try:
         result = rehearse(p, path, jobs=p["jobs"], bindir=p["pg_bindir"])
     except (BackupError, RuntimeError, OSError) as exc:

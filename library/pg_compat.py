@@ -19,12 +19,13 @@ options:
     type: list
     elements: path
     required: true
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: partial
-    description: Refuses a Supabase project as a real run would and says what it would apply; changes nothing.
-author: pgrollout developers
+    description: Can run in check_mode and report what it would do without changing the target.
+    details: Refuses a Supabase project as a real run would and says what it would apply; changes nothing.
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -39,17 +40,10 @@ msg: {description: What was done., returned: always, type: str}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout import modules
-    from ansible.module_utils.pgrollout.compat import CompatError, prepare
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC
-    from ansible.module_utils.pgrollout.scratch import ScratchError
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.compat import CompatError, prepare
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.scratch import ScratchError
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.compat import CompatError, prepare
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.scratch import ScratchError
 
 
 def main() -> None:

@@ -118,12 +118,12 @@ options:
         then also lists every table and schema pg_dump could not read.
     type: bool
     default: false
-extends_documentation_fragment: [pgrollout, pgrollout.layout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout, pgrollout.postgresql.pgrollout.layout]
 attributes:
   check_mode:
     support: full
     description: Read-only, so it runs the same in check mode.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -178,7 +178,7 @@ facts:
     verify:
       description: With O(checks_if_current) and nothing to run, the applied specs' checks (see C(verify_specs)).
       type: dict
-    lease: {description: The run lease held on the database (pg_lease), or null., type: dict}
+    lease: {description: "The run lease held on the database (pg_lease), or null.", type: dict}
     schema_drift:
       description:
         - The live catalog against the snapshot the last run that changed the target recorded
@@ -234,46 +234,26 @@ facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout import modules
-    from ansible.module_utils.pgrollout.checks import SpecError, after_commit, report, run, spec_checks, validate
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.facts import accept_drift, for_record, gather, pooler, record_first_snapshot
-    from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError
-    from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
-    from ansible.module_utils.pgrollout.timeouts import TimeoutSettingError, check_settings
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import (
-        SpecError,
-        after_commit,
-        report,
-        run,
-        spec_checks,
-        validate,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
-        CONNECTION_ARGUMENT_SPEC,
-        connect,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.facts import (
-        accept_drift,
-        for_record,
-        gather,
-        pooler,
-        record_first_snapshot,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import (
-        LAYOUT_ARGUMENT_SPEC,
-        Layout,
-        PlanError,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.timeouts import (
-        TimeoutSettingError,
-        check_settings,
-    )
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import (
+    SpecError,
+    after_commit,
+    report,
+    run,
+    spec_checks,
+    validate,
+)
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.facts import (
+    accept_drift,
+    for_record,
+    gather,
+    pooler,
+    record_first_snapshot,
+)
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.timeouts import TimeoutSettingError, check_settings
 
 
 def main() -> None:

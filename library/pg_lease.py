@@ -13,13 +13,14 @@ description:
     names it with a O(break_reason); both are recorded in C(pgrollout.lease_events).
   - On taking it, removes the leftovers of killed runs (passfiles, C(.partial)
     archives in O(backup_dir), scratch databases of dead runs) and reports them.
-  - C(state=absent) releases this run's lease. C(state=info) only reports the holder.
+  - C(state=absent) releases this run's lease. The holder is reported either way (read-only, the
+    C(lease) of M(pgrollout.postgresql.pg_facts)).
 version_added: "0.2.0"
 options:
   state:
-    description: C(present) takes (or renews) the lease, C(absent) releases it, C(info) reports it.
+    description: C(present) takes (or renews) the lease, C(absent) releases it.
     type: str
-    choices: [present, absent, info]
+    choices: [present, absent]
     default: present
   run_id:
     description: This run's identifier (required for present and absent).
@@ -49,12 +50,12 @@ options:
     description: lock_timeout of the lease's own short transactions.
     type: str
     default: 5s
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: full
     description: Takes and releases nothing; reports the lease another run holds, as a warning.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -87,23 +88,15 @@ leftovers:
 
 import getpass
 import socket
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout import lease, ledger, leftovers, modules
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.controller import ControllerWatch
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import lease, ledger, leftovers, modules
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
-        CONNECTION_ARGUMENT_SPEC,
-        connect,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.controller import ControllerWatch
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import lease, ledger, leftovers, modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.controller import ControllerWatch
 
 
-def info(conn: psycopg.Connection) -> dict | None:  # noqa: F821
+def info(conn: Any) -> dict | None:  # a psycopg connection
     with conn.transaction(), conn.cursor() as cur:
         return lease.holder(cur)
 
@@ -111,7 +104,7 @@ def info(conn: psycopg.Connection) -> dict | None:  # noqa: F821
 def main() -> None:
     module = AnsibleModule(argument_spec=dict(
         CONNECTION_ARGUMENT_SPEC,
-        state={"type": "str", "choices": ["present", "absent", "info"], "default": "present"},
+        state={"type": "str", "choices": ["present", "absent"], "default": "present"},
         run_id={"type": "str"},
         kind={"type": "str", "default": "rollout"},
         inventory_host={"type": "str"},
@@ -126,7 +119,7 @@ def main() -> None:
         with connect(p, autocommit=True) as conn:
             lease.refuse_unprivileged(conn)  # before the lease table is read, or created
             held = info(conn)
-            if p["state"] == "info" or module.check_mode:
+            if module.check_mode:
                 mine = held is not None and held["run_id"] == p["run_id"]
                 if held and not mine and p["state"] != "absent":
                     module.warn(f"the run lease is held: {lease.describe(held)}; a real run would be refused "

@@ -18,7 +18,7 @@ description:
 version_added: "0.2.0"
 options:
   action: {description: What to do., type: str, choices: [baseline, repair], required: true}
-  version: {description: Baseline up to this version, or the version to repair., type: str, required: true}
+  version: {description: "Baseline up to this version, or the version to repair.", type: str, required: true}
   mark: {description: For repair - the state to record., type: str, choices: [applied, reverted]}
   reason: {description: Why (recorded; required)., type: str, required: true}
   migrations_dir: {description: Folder of the migration files., type: path, required: true}
@@ -29,12 +29,12 @@ options:
     default: supabase
   run_id: {description: This run's identifier; it must hold the run lease., type: str}
   require_lease: {description: Check that O(run_id) holds the run lease., type: bool, default: true}
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: full
     description: Reports what would be recorded; records nothing.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -53,24 +53,12 @@ already: {description: Versions the ledger already held., returned: action basel
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout import modules
-    from ansible.module_utils.pgrollout.adopt import baseline, repair
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.lease import LeaseError
-    from ansible.module_utils.pgrollout.plan import Layout, PlanError
-    from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.adopt import baseline, repair
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
-        CONNECTION_ARGUMENT_SPEC,
-        connect,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import LeaseError
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import Layout, PlanError
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.adopt import baseline, repair
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import LeaseError
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import Layout, PlanError
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
 
 
 def main() -> None:

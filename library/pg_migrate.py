@@ -18,7 +18,7 @@ description:
     before it commits; a failing check rolls that file back. O(final_checks) (the
     security audit) run in the last file's transaction.
   - With O(run_id) and O(require_lease), every transaction checks that this run
-    holds the run lease (M(pg_lease)); and no transaction commits once the
+    holds the run lease (M(pgrollout.postgresql.pg_lease)); and no transaction commits once the
     ansible-playbook that started the module is gone.
   - "Non-transactional files (a leading comment line C(-- pgrollout: no-transaction),
     C(-- morph:nontransactional), C(-- atlas:txmode none) or dbmate's
@@ -57,7 +57,7 @@ options:
     type: bool
     default: false
   final_checks:
-    description: Checks (the format of M(pg_assert)) run inside the last file's transaction.
+    description: Checks (the format of M(pgrollout.postgresql.pg_assert)) run inside the last file's transaction.
     type: list
     elements: dict
     aliases: [checks]
@@ -124,7 +124,7 @@ options:
     description: Seconds of the lease's TTL; the lease is renewed every quarter of it while the module runs.
     type: int
     default: 600
-extends_documentation_fragment: [pgrollout, pgrollout.layout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout, pgrollout.postgresql.pgrollout.layout]
 attributes:
   check_mode:
     support: full
@@ -137,7 +137,7 @@ attributes:
   diff_mode:
     support: full
     description: Shows the schema objects each file adds, changes or drops (check mode).
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -218,43 +218,27 @@ failed_file:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout import modules
-    from ansible.module_utils.pgrollout.checks import SpecError, validate
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.controller import ControllerWatch
-    from ansible.module_utils.pgrollout.lease import heartbeat
-    from ansible.module_utils.pgrollout.migrate import Item, MigrationError, Options, apply_plan
-    from ansible.module_utils.pgrollout.plan import LAYOUT_ARGUMENT_SPEC, Layout, PlanError, build, refuse_changed
-    from ansible.module_utils.pgrollout.retry import RetryPolicy
-    from ansible.module_utils.pgrollout.sqlfile import MigrationFileError, load
-    from ansible.module_utils.pgrollout.timeouts import TimeoutSettingError, check
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import SpecError, validate
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
-        CONNECTION_ARGUMENT_SPEC,
-        connect,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.controller import ControllerWatch
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import heartbeat
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.migrate import (
-        Item,
-        MigrationError,
-        Options,
-        apply_plan,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import (
-        LAYOUT_ARGUMENT_SPEC,
-        Layout,
-        PlanError,
-        build,
-        refuse_changed,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.retry import RetryPolicy
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError, load
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.timeouts import TimeoutSettingError, check
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import SpecError, validate
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.controller import ControllerWatch
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import heartbeat
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.migrate import (
+    Item,
+    MigrationError,
+    Options,
+    apply_plan,
+)
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import (
+    LAYOUT_ARGUMENT_SPEC,
+    Layout,
+    PlanError,
+    build,
+    refuse_changed,
+)
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.retry import RetryPolicy
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError, load
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.timeouts import TimeoutSettingError, check
 
 ARGUMENT_SPEC = dict(
     CONNECTION_ARGUMENT_SPEC,

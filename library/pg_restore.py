@@ -92,14 +92,14 @@ options:
     description: Refuse a target restore unless O(run_id) holds the run lease.
     type: bool
     default: false
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: full
     description:
       - Verifies the checksum, lists what would be dropped and restored and
         reports what the restore would discard; changes nothing.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -131,43 +131,24 @@ discard_report:
       migrations_applied_since, writes_since_backup.
   returned: mode target
   type: dict
-rehearsal: {description: O(mode=rehearse) tables, rows and differences found., returned: when rehearsed, type: dict}
-msg: {description: What was done (or would be, in check mode)., returned: always, type: str}
+rehearsal: {description: "O(mode=rehearse) tables, rows and differences found.", returned: when rehearsed, type: dict}
+msg: {description: "What was done (or would be, in check mode).", returned: always, type: str}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout import modules
-    from ansible.module_utils.pgrollout.backup import BackupError, trusted_manifest
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.lease import LeaseError, check
-    from ansible.module_utils.pgrollout.restore import (
-        describe_report,
-        discard_report,
-        plan,
-        rehearsal_said,
-        rehearse,
-        restore_scratch,
-        restore_target,
-    )
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.backup import BackupError, trusted_manifest
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
-        CONNECTION_ARGUMENT_SPEC,
-        connect,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import LeaseError, check
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.restore import (
-        describe_report,
-        discard_report,
-        plan,
-        rehearsal_said,
-        rehearse,
-        restore_scratch,
-        restore_target,
-    )
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.backup import BackupError, trusted_manifest
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import LeaseError, check
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.restore import (
+    describe_report,
+    discard_report,
+    plan,
+    rehearsal_said,
+    rehearse,
+    restore_scratch,
+    restore_target,
+)
 
 
 def decided(module: AnsibleModule, p: dict, sha256: str, report: dict) -> None:

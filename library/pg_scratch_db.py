@@ -28,12 +28,12 @@ options:
     type: list
     elements: path
     default: []
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: full
     description: Reports whether it would create or drop the database; changes nothing.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -53,25 +53,14 @@ name: {description: The scratch database., returned: always, type: str}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC
-    from ansible.module_utils.pgrollout.scratch import (
-        ScratchError,
-        create_database,
-        drop_database,
-        exists,
-        run_sql_file,
-    )
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.scratch import (
-        ScratchError,
-        create_database,
-        drop_database,
-        exists,
-        run_sql_file,
-    )
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.scratch import (
+    ScratchError,
+    create_database,
+    drop_database,
+    exists,
+    run_sql_file,
+)
 
 
 def main() -> None:

@@ -27,12 +27,12 @@ options:
     choices: [supabase, updown]
     default: supabase
   force: {description: Overwrite specs that already hold checks., type: bool, default: false}
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: full
     description: The database is never changed; in check mode the spec files are not written either.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -45,29 +45,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-written: {description: Spec files written, with their number of checks., returned: always, type: list}
+written: {description: "Spec files written, with their number of checks.", returned: always, type: list}
 kept: {description: Spec files kept because they already hold checks (use force)., returned: always, type: list}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout import modules
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.migrate import MigrationError
-    from ansible.module_utils.pgrollout.plan import Layout, PlanError
-    from ansible.module_utils.pgrollout.specgen import generate, observe
-    from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
-        CONNECTION_ARGUMENT_SPEC,
-        connect,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.migrate import MigrationError
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import Layout, PlanError
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.specgen import generate, observe
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.migrate import MigrationError
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import Layout, PlanError
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.specgen import generate, observe
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
 
 
 def main() -> None:

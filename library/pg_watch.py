@@ -27,12 +27,12 @@ options:
     type: dict
     default: {}
   fail_on_breach: {description: Fail when a metric breaches., type: bool, default: false}
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: full
     description: Read-only; it watches in check mode too.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -48,22 +48,13 @@ EXAMPLES = r"""
 RETURN = r"""
 series: {description: Per interval the rates and gauges., returned: always, type: list}
 peaks: {description: The highest value of each metric., returned: always, type: dict}
-breaches: {description: Metrics above their threshold (metric, peak, baseline, allowed)., returned: always, type: list}
+breaches: {description: "Metrics over their threshold (metric, peak, baseline, allowed).", returned: always, type: list}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout import modules
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.watch import breaches, describe, peaks, watched
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
-        CONNECTION_ARGUMENT_SPEC,
-        connect,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.watch import breaches, describe, peaks, watched
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.watch import breaches, describe, peaks, watched
 
 
 def main() -> None:

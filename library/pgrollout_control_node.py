@@ -39,11 +39,7 @@ versions:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout.tools import ARGUMENT_SPEC, control_node
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.tools import ARGUMENT_SPEC, control_node
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.tools import ARGUMENT_SPEC, control_node
 
 
 def main() -> None:

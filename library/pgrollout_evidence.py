@@ -22,7 +22,7 @@ options:
     type: str
     choices: [rollout, rollback, rehearsal, baseline, repair]
     default: rollout
-  environment: {description: dev, staging or prod., type: str, required: true}
+  environment: {description: "dev, staging or prod.", type: str, required: true}
   host: {description: Inventory host name of the target., type: str, required: true}
   started_at: {description: ISO 8601 start time., type: str, required: true}
   dry_run: {description: The run was a check-mode dry run; the files are suffixed -dryrun., type: bool, default: false}
@@ -34,8 +34,8 @@ options:
     type: dict
     default: {}
   failure: {description: The failed task and its message., type: dict}
-  repo_dir: {description: The repository, for its git commit., type: path}
-  tool_versions: {description: Versions to record (ansible, ...)., type: dict, default: {}}
+  repo_dir: {description: "The repository, for its git commit.", type: path}
+  tool_versions: {description: "Versions to record (ansible, ...).", type: dict, default: {}}
   marks:
     description: Step name -> UTC time it started (ISO 8601); the record gets each step's seconds.
     type: dict
@@ -69,7 +69,7 @@ attributes:
   check_mode:
     support: none
     description: Run it with C(check_mode=false) so a dry run leaves its record.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -100,11 +100,7 @@ notify_text: {description: The webhook's line about the run., returned: always, 
 
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout.evidence import ARGUMENT_SPEC, record_run
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.evidence import ARGUMENT_SPEC, record_run
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.evidence import ARGUMENT_SPEC, record_run
 
 
 def main() -> None:

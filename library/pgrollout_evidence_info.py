@@ -33,7 +33,7 @@ attributes:
   check_mode:
     support: full
     description: Read-only.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -48,16 +48,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-records: {description: Matching records, newest first., returned: always, type: list}
-latest: {description: The newest matching record, or null., returned: always, type: dict}
+records: {description: "Matching records, newest first.", returned: always, type: list}
+latest: {description: "The newest matching record, or null.", returned: always, type: dict}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout.evidence import find
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.evidence import find
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.evidence import find
 
 
 def main() -> None:

@@ -48,18 +48,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-failure: {description: The run record's failure (task, msg, kind, keep_applied)., returned: always, type: dict}
+failure: {description: "The run record's failure (task, msg, kind, keep_applied).", returned: always, type: dict}
 applied_here: {description: The versions a rollout's rescue rolls back., returned: always, type: list, elements: str}
-rollback_files: {description: Their files, newest first., returned: always, type: list, elements: str}
+rollback_files: {description: "Their files, newest first.", returned: always, type: list, elements: str}
 own_xids: {description: The transaction ids of this run's migrations., returned: always, type: list, elements: str}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout.stops import FAILED_SPEC, failed
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.stops import FAILED_SPEC, failed
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.stops import FAILED_SPEC, failed
 
 
 def main() -> None:

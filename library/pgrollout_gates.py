@@ -69,7 +69,7 @@ attributes:
   check_mode:
     support: full
     description: Reports what it would refuse and refuses nothing.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -91,11 +91,7 @@ window: {description: The window and the local time judged., returned: always, t
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout.gates import ARGUMENT_SPEC, judge
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.gates import ARGUMENT_SPEC, judge
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.gates import ARGUMENT_SPEC, judge
 
 
 def main() -> None:

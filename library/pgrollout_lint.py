@@ -33,7 +33,7 @@ options:
     type: list
     elements: str
   exposed_schemas: {description: Schemas the API exposes., type: list, elements: str, default: [public]}
-  acknowledged: {description: Findings let through, as rule:file., type: list, elements: str, default: []}
+  acknowledged: {description: "Findings let through, as rule:file.", type: list, elements: str, default: []}
   squawk_config:
     description:
       - A .squawk.toml to use (default - one in the current folder). Its C(excluded_rules) are added to
@@ -60,12 +60,12 @@ options:
     description: With O(annotate), a finding on a table larger than this (bytes) is an error.
     type: int
     default: 1073741824
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: full
     description: Reads files only; writes the reports in check mode too.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -82,26 +82,16 @@ findings:
   returned: always
   type: list
 blocking: {description: Errors neither ignored nor acknowledged., returned: always, type: list}
-summary: {description: One line per finding, for people., returned: always, type: list}
+summary: {description: "One line per finding, for people.", returned: always, type: list}
 """
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC, connect
-    from ansible.module_utils.pgrollout.lint import review, write_reports
-    from ansible.module_utils.pgrollout.plan import Layout
-    from ansible.module_utils.pgrollout.sqlfile import MigrationFileError
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import (
-        CONNECTION_ARGUMENT_SPEC,
-        connect,
-    )
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.lint import review, write_reports
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import Layout
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.lint import review, write_reports
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import Layout
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ options:
     description: The run rolls back (files without a rollback file are not warned about).
     type: bool
     default: false
-extends_documentation_fragment: [pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: full
@@ -106,13 +106,8 @@ refusals:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout.connection import CONNECTION_ARGUMENT_SPEC
-    from ansible.module_utils.pgrollout.verdict import ACTION_SPEC, verdict
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.verdict import ACTION_SPEC, verdict
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.verdict import ACTION_SPEC, verdict
 
 
 def main() -> None:

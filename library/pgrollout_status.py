@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 module: pgrollout_status
 short_description: Record and show what is applied, pending, missing or drifted on a target
 description:
-  - From the facts M(pg_facts) gathered (read-only) and the newest evidence
+  - From the facts M(pgrollout.postgresql.pg_facts) gathered (read-only) and the newest evidence
     record, builds the target's status - applied migrations (version, name,
     applied at, by, whether the checksum matches the file, verified or not),
     pending, missing, drifted and out-of-order files, the run lease held, and
@@ -17,7 +17,7 @@ description:
 version_added: "0.2.0"
 options:
   facts:
-    description: The C(facts) of M(pg_facts) for this target.
+    description: The C(facts) of M(pgrollout.postgresql.pg_facts) for this target.
     type: dict
     required: true
   host: {description: The inventory host., type: str, required: true}
@@ -28,7 +28,7 @@ attributes:
   check_mode:
     support: full
     description: Writes the status document in check mode too (it describes, it changes no target).
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -46,11 +46,7 @@ table: {description: The status as lines for people., returned: always, type: li
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout.status import table, target_status, write
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.status import table, target_status, write
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.status import table, target_status, write
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ attributes:
   check_mode:
     support: full
     description: Fails the same way.
-author: pgrollout developers
+author: pgrollout developers (@pgrollout)
 """
 
 EXAMPLES = r"""
@@ -49,11 +49,7 @@ keep_applied: {description: The O(keep_applied)., returned: always, type: bool}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:  # this repository (ansible.cfg: module_utils = ./module_utils)
-    from ansible.module_utils.pgrollout.stops import ARGUMENT_SPEC, stop
-except ImportError:  # installed as the collection pgrollout.postgresql
-    from ansible_collections.pgrollout.postgresql.plugins.module_utils.stops import ARGUMENT_SPEC, stop
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.stops import ARGUMENT_SPEC, stop
 
 
 def main() -> None:

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Build the collection tarball from this tree: dist/<namespace>-<name>-<version>.tar.gz.
 
-The same sources as the repository, placed where a collection keeps them:
-library/ -> plugins/modules, module_utils/pgrollout -> plugins/module_utils,
-doc_fragments -> plugins/doc_fragments, action_plugins -> plugins/action,
-roles/, playbooks/, and pgrollout's own files the roles read (the security
-audit spec, the Supabase compatibility layer). The modules import either
-location (try/except), so their code is not rewritten; the doc fragment names
-and the module_defaults keys get the collection's prefix (ansible-doc and
-module_defaults resolve names without the play's collection).
+The same sources as the repository, placed where a collection keeps them
+(the repository's collections/ view links the same places): library/ ->
+plugins/modules, module_utils/pgrollout -> plugins/module_utils, plugin_utils
+-> plugins/plugin_utils, doc_fragments -> plugins/doc_fragments,
+action_plugins -> plugins/action, callback_plugins -> plugins/callback,
+roles/, playbooks/, the unit tests and the sanity ignore file, and
+pgrollout's own files the roles read (the security audit spec, the Supabase
+compatibility layer). Nothing is rewritten: the modules, plugins, roles and
+playbooks use the collection's names (one import path) in both places.
 
     .venv/bin/python scripts/build_collection.py [--output-path dist]
 """
@@ -25,23 +26,6 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-FRAGMENT_RE = re.compile(r"^extends_documentation_fragment: \[(.*)\]$", re.MULTILINE)
-
-
-def qualify_module_defaults(text: str, modules: set[str], fqcn: str) -> str:
-    """module_defaults keys resolve without the play's collection: give our modules' keys the FQCN."""
-    lines, inside = [], None
-    for line in text.split("\n"):
-        indent = len(line) - len(line.lstrip())
-        if inside is not None and line.strip() and indent <= inside:
-            inside = None
-        key = line.strip().split(":", 1)[0]
-        if inside is not None and key in modules and line.strip().startswith(key + ":"):
-            line = line.replace(key + ":", f"{fqcn}.{key}:", 1)
-        if line.strip() == "module_defaults:":
-            inside = indent
-        lines.append(line)
-    return "\n".join(lines)
 
 
 def check_runtime(staging: Path, modules: Path, fqcn: str) -> None:
@@ -78,8 +62,10 @@ def declare_dependencies(staging: Path) -> None:
 
 def assemble(staging: Path, fqcn: str) -> None:
     copies = {"roles": "roles", "playbooks": "playbooks", "supabase/compat": "supabase/compat",
-              "module_utils/pgrollout": "plugins/module_utils", "doc_fragments": "plugins/doc_fragments",
-              "action_plugins": "plugins/action", "callback_plugins": "plugins/callback"}
+              "library": "plugins/modules", "module_utils/pgrollout": "plugins/module_utils",
+              "plugin_utils": "plugins/plugin_utils", "doc_fragments": "plugins/doc_fragments",
+              "action_plugins": "plugins/action", "callback_plugins": "plugins/callback",
+              "tests/unit/plugins": "tests/unit/plugins", "tests/sanity": "tests/sanity"}
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for source, target in copies.items():
         shutil.copytree(REPO / source, staging / target, ignore=ignore)
@@ -89,16 +75,7 @@ def assemble(staging: Path, fqcn: str) -> None:
         (staging / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, staging / name)
     declare_dependencies(staging)
-    modules = staging / "plugins" / "modules"
-    modules.mkdir(parents=True)
-    for path in sorted((REPO / "library").glob("*.py")):
-        text = FRAGMENT_RE.sub(lambda m: "extends_documentation_fragment: [" + ", ".join(
-            f"{fqcn}.{f.strip()}" for f in m.group(1).split(",")) + "]", path.read_text())
-        (modules / path.name).write_text(text)
-    names = {p.stem for p in modules.glob("*.py")}
-    for path in [*(staging / "playbooks").glob("*.yml"), *(staging / "roles").glob("*/tasks/*.yml")]:
-        path.write_text(qualify_module_defaults(path.read_text(), names, fqcn))
-    check_runtime(staging, modules, fqcn)
+    check_runtime(staging, staging / "plugins" / "modules", fqcn)
 
 
 def main(argv: list[str] | None = None) -> int:

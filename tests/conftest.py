@@ -23,6 +23,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "module_utils"))
+# the unit tests import the shared code as the modules do, from the collection (collections/ links it)
+sys.path.insert(0, str(REPO / "collections"))
 
 import localpg  # noqa: E402
 from pgrollout import connection  # noqa: E402

@@ -125,7 +125,8 @@ def ledger_versions(cur: Any) -> list[str]:
 
 
 def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
-    proc = subprocess.run(cmd, env=env, capture_output=True, encoding="utf-8", errors="replace", umask=0o077)
+    proc = subprocess.run(cmd, env=env, capture_output=True, encoding="utf-8", errors="replace", umask=0o077,
+                          check=False)
     if proc.returncode != 0:
         raise BackupError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
 
@@ -148,7 +149,7 @@ class _DumpWatch:
         rows = self.conn.execute(
             "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity WHERE application_name = %s "
             "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()", [DUMP_APPLICATION_NAME]).fetchall()
-        blockers = sorted({b for _, pids in rows for b in pids})
+        blockers = sorted({b for _unused, pids in rows for b in pids})
         return said + (f"; waiting for a lock held by pid {', '.join(map(str, blockers))}" if blockers else "")
 
 
@@ -166,7 +167,8 @@ def _run_dump(cmd: list[str], env: dict[str, str], watch: _DumpWatch) -> None:
     with Progress(watch.line, watch.every), subprocess.Popen(
             cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, encoding="utf-8", errors="replace",
             umask=0o077) as proc:
-        assert proc.stderr is not None
+        if proc.stderr is None:  # stderr=PIPE: always there; for the type checker
+            raise RuntimeError("pg_dump's stderr is not a pipe")
         for line in proc.stderr:  # --verbose: one line per object; the errors (else the last lines) are kept
             watch.seen(line)
             last = [*last[-4:], line.strip()]
@@ -421,7 +423,7 @@ def apply_retention(dest_dir: str, database: str, keep: int, keep_path: str, hos
                 manifests.append((data.get("finished_at", ""), data["path"], os.path.join(dest_dir, name)))
     manifests.sort(reverse=True)
     removed = []
-    for _, archive, manifest_path in manifests[keep:]:
+    for _unused, archive, manifest_path in manifests[keep:]:
         if archive == keep_path or os.path.dirname(os.path.abspath(archive)) != os.path.abspath(dest_dir) \
                 or os.path.realpath(archive) in protected:
             continue

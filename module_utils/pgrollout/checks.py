@@ -184,6 +184,11 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
+def _row_key(row: Any) -> str:
+    """Rows compared regardless of order sort by their JSON text (values of any type)."""
+    return json.dumps(row, default=str)
+
+
 def evaluate(expect: dict[str, Any], columns: list[str], rows: list[list[Any]]) -> tuple[bool, Any, Any]:
     """(passed, expected, actual) for one check's rows."""
     import jmespath
@@ -195,8 +200,7 @@ def evaluate(expect: dict[str, Any], columns: list[str], rows: list[list[Any]]) 
     if "rows" in expect:
         wanted, got = expect["rows"], rows
         if not expect.get("ordered", True):
-            key = lambda r: json.dumps(r, default=str)  # noqa: E731
-            wanted, got = sorted(wanted, key=key), sorted(got, key=key)
+            wanted, got = sorted(wanted, key=_row_key), sorted(got, key=_row_key)
         return got == wanted, expect["rows"], rows
     objects = [dict(zip(columns, r, strict=True)) for r in rows]
     value = jmespath.search(expect["jmespath"], objects)

@@ -23,7 +23,7 @@ def _parent(pid: int) -> int | None:
 def ancestors(pid: int | None = None) -> list[int]:
     """Parent, grandparent, ... up to (not including) pid 1."""
     chain, current = [], pid or os.getpid()
-    for _ in range(64):
+    for _unused in range(64):
         parent = _parent(current) if os.path.isdir("/proc") else (os.getppid() if current == os.getpid() else None)
         if not parent or parent == 1:
             break

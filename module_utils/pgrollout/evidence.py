@@ -130,7 +130,7 @@ def outcome(failure: dict[str, Any] | None, dry_run: bool, steps: dict[str, Any]
 def timings(marks: dict[str, str], finished: datetime.datetime) -> list[dict[str, Any]]:
     """Each step's start and seconds, from the time marks the play set at step boundaries."""
     starts = sorted(((datetime.datetime.fromisoformat(v.replace("Z", "+00:00")), k) for k, v in marks.items()))
-    ends = [at for at, _ in starts[1:]] + [finished] if starts else []
+    ends = [at for at, _unused in starts[1:]] + [finished] if starts else []
     return [{"step": step, "started_at": at.isoformat(timespec="milliseconds"),
              "seconds": round((end - at).total_seconds(), 3)} for (at, step), end in zip(starts, ends, strict=True)]
 
@@ -364,7 +364,8 @@ def _cell(text: str) -> str:
 
 def _git(repo_dir: str, *args: str) -> str | None:
     try:
-        proc = subprocess.run(["git", "-C", repo_dir, *args], capture_output=True, text=True, timeout=10)
+        proc = subprocess.run(["git", "-C", repo_dir, *args], capture_output=True, text=True, timeout=10,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout if proc.returncode == 0 else None

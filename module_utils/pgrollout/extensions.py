@@ -66,7 +66,7 @@ def stubs(cur: Cursor, created_by_plan: list[tuple[str, int, str]]) -> list[dict
     A stub (opt-in, local clusters only) sends nothing; every run names it so,
     so a green run on a stub is never mistaken for one on the real extension.
     """
-    wanted = sorted({name for _, _, name in created_by_plan})
+    wanted = sorted({name for _unused, _unused, name in created_by_plan})
     cur.execute("SELECT extname, true FROM pg_extension WHERE extversion LIKE %s UNION "
                 "SELECT name, false FROM pg_available_extensions WHERE default_version LIKE %s AND name = ANY(%s) "
                 "AND installed_version IS NULL ORDER BY 1", (f"%{STUB_MARK}%", f"%{STUB_MARK}%", wanted))

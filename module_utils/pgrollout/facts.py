@@ -55,7 +55,7 @@ def sessions(cur: Cursor, older_than: str) -> list[dict[str, Any]]:
 def lock_holders(cur: Cursor, files: list[sqlfile.MigrationFile]) -> dict[str, Any]:
     """Sessions holding locks on the existing tables the given files will lock."""
     resolved = locks.resolve(cur, locks.merge([locks.lock_plan(f.statements) for f in files]))
-    tables = [locks.plain(s, n) for s, n, _ in resolved]
+    tables = [locks.plain(s, n) for s, n, _unused in resolved]
     return {"tables": {locks.plain(s, n): mode for s, n, mode in resolved}, "holders": locks.holders(cur, tables)}
 
 
@@ -150,7 +150,7 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
         result["unfinished_runs"] = lease.unfinished(cur, result["lease"])
         result["schema_drift"] = schema.drift(cur)  # the live catalog against the last changing run's
         state = plan.status(cur, layout, accept_drift, allow_out_of_order, target_version) if layout else {
-            "applied": [a.version for _, a in sorted(ledger.read(cur).items())]}
+            "applied": [a.version for _unused, a in sorted(ledger.read(cur).items())]}
         result["migrations"] = state
         if layout:
             missing = [f for f in state["files"] if f["path"] in state["pending_paths"] and not f["down_exists"]]

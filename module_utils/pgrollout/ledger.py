@@ -178,7 +178,7 @@ def missing_parts(cur: Cursor) -> list[str]:
     cur.execute(_EXISTING_SQL)
     existing = {row[0] for row in cur.fetchall()}
     result = []
-    for what, _ in SCHEMA_PARTS:
+    for what, _unused in SCHEMA_PARTS:
         if what.startswith("no "):
             if what[3:] in existing:
                 result.append(what)

@@ -111,7 +111,7 @@ def _own_rules(mf: MigrationFile, exposed: list[str], direction: str) -> list[di
                     if isinstance(part, ast.FuncCall) and _function_name(part) in AUTH_FUNCTIONS and not inside:
                         findings.append(finding(mf, stmt.line, "auth-function-not-wrapped",
                                                 f"{'.'.join(_function_name(part))}() in policy {node.policy_name}"))
-            for part, _ in _walk(node):
+            for part, _unused in _walk(node):
                 if isinstance(part, ast.Constraint) and part.contype == ConstrType.CONSTR_FOREIGN and part.pktable \
                         and (part.pktable.schemaname, part.pktable.relname) == ("auth", "users"):
                     findings.append(finding(mf, stmt.line, "foreign-key-to-auth-users"))
@@ -157,7 +157,7 @@ def _squawk(files: list[MigrationFile], binary: str, config: str | None, in_tran
            "--exclude", ",".join(excluded)]
     if config:
         cmd += ["--config", config]
-    proc = subprocess.run([*cmd, *[f.path for f in files]], capture_output=True, text=True)
+    proc = subprocess.run([*cmd, *[f.path for f in files]], capture_output=True, text=True, check=False)
     try:
         reported = json.loads(proc.stdout or "[]")
     except ValueError as exc:
@@ -227,7 +227,7 @@ def annotate(report: dict[str, Any], files: list[tuple[MigrationFile, str]], cur
     """Each finding on existing tables gets their size; above either threshold a finding becomes an error."""
     from . import locks
 
-    by_path = {mf.path: mf for mf, _ in files}
+    by_path = {mf.path: mf for mf, _unused in files}
     for item in report["findings"]:
         if item.get("file_level"):
             continue
@@ -240,12 +240,13 @@ def annotate(report: dict[str, Any], files: list[tuple[MigrationFile, str]], cur
         creates = all(type(node).__name__ == "CreateStmt" for node in nodes(statement))
         planned = {} if creates and item["rule"] not in REFERENCE_RULES else locks.lock_plan([statement])
         resolved = locks.resolve(cur, planned)
-        sizes = table_sizes(cur, [(s, n) for s, n, _ in resolved])
+        sizes = table_sizes(cur, [(s, n) for s, n, _unused in resolved])
         if not sizes:
             continue
         item["tables"] = sizes
-        item["why"] += " — on " + "; ".join(f"{t} ({human(v['rows'], v['bytes'], v['counted'])}, "
-                                             f"{v['writes_per_second']} writes/s)" for t, v in sizes.items())
+        item["why"] += " — on " + "; ".join(
+            f"{t} ({human(v['rows'], v['bytes'], v['counted'])}, {v['writes_per_second']} writes/s)"
+            for t, v in sizes.items())
         if item["severity"] != "error" and any(v["rows"] > big_rows or v["bytes"] > big_bytes
                                                for v in sizes.values()):
             item["severity"], item["raised"] = "error", f"a table above {big_rows} rows or {big_bytes} bytes"
@@ -273,13 +274,13 @@ def lint(files: list[tuple[MigrationFile, str]], exposed: list[str], acknowledge
     if use_squawk:
         binary = squawk_binary()
         for transactional in (True, False):
-            group = [mf for mf, _ in files if mf.transactional is transactional]
+            group = [mf for mf, _unused in files if mf.transactional is transactional]
             findings += _squawk(group, binary, squawk_config, transactional, pg_version)
     for mf, direction in files:
         findings += _own_rules(mf, exposed, direction)
     findings = list({(f["file"], f["line"], f["rule"], f["why"], f["how"]): f for f in findings}.values())
     ignored = {(mf.path, rule): reason.strip() or "no reason given"
-               for mf, _ in files for rule, reason in IGNORE_RE.findall(mf.text)}
+               for mf, _unused in files for rule, reason in IGNORE_RE.findall(mf.text)}
     acked = set(acknowledged)
     for item in findings:
         key = f"{item['rule']}:{os.path.basename(item['file'])}"
@@ -289,7 +290,7 @@ def lint(files: list[tuple[MigrationFile, str]], exposed: list[str], acknowledge
             item["acknowledged"] = True
     findings.sort(key=lambda f: (f["file"], f["line"], f["rule"]))
     blocking = [f for f in findings if f["severity"] == "error" and "ignored" not in f and not f.get("acknowledged")]
-    return {"findings": findings, "blocking": blocking, "files": [mf.path for mf, _ in files],
+    return {"findings": findings, "blocking": blocking, "files": [mf.path for mf, _unused in files],
             "summary": summary(findings)}
 
 

@@ -338,7 +338,7 @@ def blockers_report(conn: Connection, files: list[MigrationFile]) -> list[dict[s
     plan = locks.merge([locks.lock_plan(f.statements) for f in files])
     with conn.transaction(), conn.cursor() as cur:
         resolved = locks.resolve(cur, plan)
-        return locks.holders(cur, [locks.plain(s, n) for s, n, _ in resolved])
+        return locks.holders(cur, [locks.plain(s, n) for s, n, _unused in resolved])
 
 
 def _with_retries(conn: Connection, files: list[MigrationFile], opts: Options, action: Any,

@@ -7,6 +7,7 @@ files to pg_migrate; neither rebuilds file names.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -143,7 +144,7 @@ def status(cur: Cursor, layout: Layout, accept_drift: list[str] = (), allow_out_
     accepted = {int(v) for v in accept_drift if str(v).isdigit()}
     allowed = {int(v) for v in allow_out_of_order if str(v).isdigit()}
     migrations = layout.migrations()
-    key = lambda version: sqlfile.version_key(version, layout.layout)  # noqa: E731
+    key = functools.partial(sqlfile.version_key, layout=layout.layout)
     # what another tool's ledger covers (golang-migrate: every version up to its own) counts as applied
     applied = {**{m.number: ledger.Applied(m.version, m.name, None) for m in migrations if m.number in raw},
                **raw}

@@ -71,6 +71,7 @@ def without_kept_records(entries: list[str]) -> list[str]:
         kept.append(line)
     return kept
 
+
 # Objects in the database now, keyed like the archive's TOC: (kind, schema, name) (a function's name
 # with its argument types, as pg_restore --list prints them), with its oid and, for a function, its
 # argument types as (schema, type name) pairs to drop it by.
@@ -155,7 +156,8 @@ class Found:
 
 def toc(archive: str, bindir: str | None = None) -> list[str]:
     """The archive's table of contents (pg_restore --list), comments left out."""
-    proc = subprocess.run([tool_path("pg_restore", bindir), "--list", archive], capture_output=True, text=True)
+    proc = subprocess.run([tool_path("pg_restore", bindir), "--list", archive], capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         raise BackupError(f"cannot list {archive}: {proc.stderr.strip()}")
     return [line for line in proc.stdout.splitlines() if line and not line.startswith(";")]
@@ -199,10 +201,10 @@ def drop_statement(obj: Found, cascade: bool = True) -> Any:
         name = obj.name.split("(", 1)[0]
         args = sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(s), sql.Identifier(t))
                                   for s, t in zip(obj.arg_schemas or (), obj.arg_types or (), strict=True))
-        return sql.SQL("DROP {} IF EXISTS {}.{}({}){};").format(sql.SQL(obj.kind), sql.Identifier(obj.schema),
-                                                              sql.Identifier(name), args, tail)
-    return sql.SQL("DROP {} IF EXISTS {}.{}{};").format(sql.SQL(obj.kind), sql.Identifier(obj.schema),
-                                                       sql.Identifier(obj.name), tail)
+        return sql.SQL("DROP {} IF EXISTS {}.{}({}){};").format(
+            sql.SQL(obj.kind), sql.Identifier(obj.schema), sql.Identifier(name), args, tail)
+    return sql.SQL("DROP {} IF EXISTS {}.{}{};").format(
+        sql.SQL(obj.kind), sql.Identifier(obj.schema), sql.Identifier(obj.name), tail)
 
 
 def outside_dependents(params: dict[str, Any], drops: list[Found], schemas: list[str]) -> list[str]:
@@ -422,8 +424,8 @@ def _rows_now_and_written(cur: Any, tables: list[tuple[str, str]], since_xid: st
         # written by a transaction other than this run's own migrations (own_xids)
         foreign = sql.SQL("count(*) FILTER (WHERE age(xmin) <= age({}::text::xid) AND NOT xmin::text = ANY({}))"
                           ).format(since, ours) if since else sql.SQL("NULL")
-        cur.execute(sql.SQL("SELECT count(*), {}, {} FROM {}.{}").format(written, foreign, sql.Identifier(schema),
-                                                                        sql.Identifier(table)))
+        cur.execute(sql.SQL("SELECT count(*), {}, {} FROM {}.{}").format(
+            written, foreign, sql.Identifier(schema), sql.Identifier(table)))
         result[f"{schema}.{table}"] = cur.fetchone()
     return result
 
@@ -440,7 +442,7 @@ def discard_report(params: dict[str, Any], manifest: dict[str, Any], drop_first:
     schemas = scope.get("schemas") or []
     with connect(params) as conn, conn.cursor() as cur:
         cur.execute(_TABLES_SQL, {"schemas": schemas, "tables": scope.get("tables") or []})
-        listed = [(s, t) for s, t, _ in cur.fetchall() if s not in TOOL_SCHEMAS]
+        listed = [(s, t) for s, t, _unused in cur.fetchall() if s not in TOOL_SCHEMAS]
         now = _rows_now_and_written(cur, listed, manifest.get("snapshot_xmin"), own_xids)
         writes, ledger = write_counters(cur, schemas), ledger_versions(cur)
         conn.rollback()
@@ -516,7 +518,8 @@ def restore_scratch(params: dict[str, Any], archive: str, scratch_db: str, *, jo
             client_environment(scratch) as env, _restore_progress(params, scratch_db, manifest):
         listing.write("\n".join(entries) + "\n")
         listing.flush()
-        proc = subprocess.run([*cmd, "--use-list", listing.name, archive], env=env, capture_output=True, text=True)
+        proc = subprocess.run([*cmd, "--use-list", listing.name, archive], env=env, capture_output=True, text=True,
+                              check=False)
     if proc.returncode != 0:
         raise BackupError(f"restore of {archive} into {scratch_db} failed: {proc.stderr.strip()}")
     return {"manifest": manifest, "database": scratch_db, "skipped_default_privileges": skipped}
@@ -556,7 +559,7 @@ def rehearse(params: dict[str, Any], archive: str, *, jobs: int = 1, bindir: str
     try:
         manifest = restore_scratch(params, archive, scratch_db, jobs=jobs, bindir=bindir)["manifest"]
         with connect(dict(params, login_db=scratch_db)) as conn, conn.cursor() as cur:
-            counts, _ = table_rows(cur, manifest["scope"]["schemas"], manifest["scope"]["tables"])
+            counts, _unused = table_rows(cur, manifest["scope"]["schemas"], manifest["scope"]["tables"])
     finally:
         drop_database(params, scratch_db)
     expected = manifest["row_counts"]
@@ -568,4 +571,3 @@ def rehearse(params: dict[str, Any], archive: str, *, jobs: int = 1, bindir: str
         raise BackupError(f"restore rehearsal of {archive}: {len(differ)} table(s) differ from the dump: "
                           + ", ".join(f"{t} {d['archive']} -> {d['restored']}" for t, d in list(differ.items())[:10]))
     return result
-

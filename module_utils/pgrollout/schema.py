@@ -128,7 +128,7 @@ def snapshot(cur: Cursor) -> dict[str, dict[str, str]]:
     result: dict[str, dict[str, str]] = {}
     for kind, sql in _QUERIES.items():
         cur.execute(sql)
-        result[kind] = {key: definition for key, definition in cur.fetchall()}
+        result[kind] = dict(cur.fetchall())
     return result
 
 

@@ -21,6 +21,7 @@ from .sqlfile import load
 if TYPE_CHECKING:  # annotations only: psycopg is imported where it is used
     from psycopg import Connection, Cursor
 
+
 def catalog(cur: Cursor) -> dict[tuple[str, str], str]:
     """(kind, key) -> definition: the catalog snapshot (schema.py), flattened."""
     return {(kind, key): definition for kind, objects in schema.snapshot(cur).items()

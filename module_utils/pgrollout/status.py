@@ -103,13 +103,13 @@ def table(entry: dict[str, Any]) -> list[str]:
 def side_by_side(documents: list[dict[str, Any]]) -> list[str]:
     """Every version known anywhere, and per environment/target whether it is applied, pending or missing."""
     columns = [(d["environment"], host, t) for d in documents for host, t in sorted(d["targets"].items())]
-    versions = sorted({a["version"] for _, _, t in columns for a in t["applied"]}
-                      | {v for _, _, t in columns for v in t["pending"] + t["missing_files"]}, key=int)
-    header = ["version"] + [f"{env}/{host}" for env, host, _ in columns]
+    versions = sorted({a["version"] for _unused, _unused, t in columns for a in t["applied"]}
+                      | {v for _unused, _unused, t in columns for v in t["pending"] + t["missing_files"]}, key=int)
+    header = ["version"] + [f"{env}/{host}" for env, host, _unused in columns]
     rows = [header]
     for version in versions:
         row = [version]
-        for _, _, t in columns:
+        for _unused, _unused, t in columns:
             state = ("applied" if version in {a["version"] for a in t["applied"]} else
                      "pending" if version in t["pending"] else "no file" if version in t["missing_files"] else "-")
             row.append(state)

@@ -95,10 +95,10 @@ def _run_step(cur: Cursor, item: Item, stmt: Statement, opts: Options, notes: li
 def _pending(cur: Cursor, item: Item) -> tuple[list[Statement], int]:
     """Statements not run yet, matched by text; how many earlier steps are done."""
     done = ledger.steps_done(cur, item.file.version, item.direction)
-    shas = {sha for _, sha in done.values() if sha}
+    shas = {sha for _unused, sha in done.values() if sha}
     known = {statement_sha(s) for s in item.file.statements}
-    gone = sorted(n for n, (_, sha) in done.items() if sha and sha not in known)
-    legacy = sorted(n for n, (_, sha) in done.items() if not sha)
+    gone = sorted(n for n, (_unused, sha) in done.items() if sha and sha not in known)
+    legacy = sorted(n for n, (_unused, sha) in done.items() if not sha)
     if gone or legacy:
         raise MigrationError(
             f"{item.file.path}: an earlier run applied statement(s) {gone or legacy} of this file that are no "

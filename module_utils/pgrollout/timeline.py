@@ -60,7 +60,7 @@ class _Canvas:
         self.parts: list[str] = []
         self.y = 30
 
-    def bar(self, label: str, start: float, seconds: float, fill: str, note: str, stroke: str = "") -> None:
+    def draw_bar(self, label: str, start: float, seconds: float, fill: str, note: str, stroke: str = "") -> None:
         x, width = LABEL + start * self.scale, max(seconds * self.scale, MIN_BAR)
         outline = f' stroke="{stroke}" stroke-width="3"' if stroke else ""
         self.parts += [f'<text x="4" y="{self.y + 16}">{escape(label[:44])}</text>',
@@ -100,7 +100,7 @@ class _Canvas:
 def svg(record: dict[str, Any]) -> str:
     timings = record.get("timings") or []
     holds = _lock_rows(record)
-    total = max([sum(t["seconds"] for t in timings)] + [m["lock_hold_ms"] / 1000 for m, _ in holds] + [0.001])
+    total = max([sum(t["seconds"] for t in timings)] + [m["lock_hold_ms"] / 1000 for m, _unused in holds] + [0.001])
     canvas = _Canvas(total)
     failed = _failed_step(record)
     title = (f'<text x="4" y="18" font-weight="bold">{escape(record.get("kind", "run"))} '
@@ -109,9 +109,9 @@ def svg(record: dict[str, Any]) -> str:
     for step in timings:
         starts[step["step"]] = offset
         stopped = step["step"] == failed
-        canvas.bar(f"step {step['step']}", offset, step["seconds"], STEP_COLOUR,
-                   f"{step['seconds']:.2f} s" + (" (stopped here)" if stopped else ""),
-                   stroke=FAILED_COLOUR if stopped else "")
+        canvas.draw_bar(f"step {step['step']}", offset, step["seconds"], STEP_COLOUR,
+                        f"{step['seconds']:.2f} s" + (" (stopped here)" if stopped else ""),
+                        stroke=FAILED_COLOUR if stopped else "")
         offset += step["seconds"]
     modes = []
     for migration, lock in holds:
@@ -121,9 +121,9 @@ def svg(record: dict[str, Any]) -> str:
         begin = starts.get("rollback" if down else "migrate", 0.0)
         colour = LOCK_COLOURS.get(lock["mode"], "#9e9e9e")
         modes.append(lock["mode"])
-        canvas.bar(f"{'down' if down else 'up'} {migration['version']} {lock['relation']}", begin, seconds,
-                   "url(#down)" if down else colour, f"{lock['mode'].removesuffix('Lock')} {seconds:.2f} s",
-                   stroke=colour if down else "")
+        canvas.draw_bar(f"{'down' if down else 'up'} {migration['version']} {lock['relation']}", begin, seconds,
+                        "url(#down)" if down else colour, f"{lock['mode'].removesuffix('Lock')} {seconds:.2f} s",
+                        stroke=colour if down else "")
     canvas.axis(total)
     if failed:
         message = (record.get("failure") or {}).get("msg") or record.get("outcome") or ""
@@ -138,7 +138,7 @@ def svg(record: dict[str, Any]) -> str:
         entries.append((f'fill="{STEP_COLOUR}" stroke="{FAILED_COLOUR}" stroke-width="3"', "step the run stopped in"))
     entries += [(f'fill="{LOCK_COLOURS.get(m, "#9e9e9e")}"', f"lock {m.removesuffix('Lock')} (up)")
                 for m in dict.fromkeys(modes)]
-    if any(m.get("direction") == "down" for m, _ in holds):
+    if any(m.get("direction") == "down" for m, _unused in holds):
         entries.append(('fill="url(#down)" stroke="#555555"', "lock held rolling back (down)"))
     if (record.get("watch") or {}).get("series"):
         entries += [('fill="#c7e9c0"', "watch: baseline band"), (f'fill="{FAILED_COLOUR}"', "watch: rollbacks/s")]

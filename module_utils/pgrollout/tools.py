@@ -22,8 +22,8 @@ def _release(text: str) -> tuple[int, ...]:
 
 
 def versions(clients: tuple[str, ...] | list[str] = CLIENTS) -> dict[str, Any]:
-    try:  # the controller's ansible-core (a module shipped to a host has no ansible.release)
-        from ansible.release import __version__ as ansible_core
+    try:  # the ansible-core that runs (ansible_release ships with every module)
+        from ansible.module_utils.ansible_release import __version__ as ansible_core
     except ImportError:
         ansible_core = None
     found: dict[str, Any] = {"ansible_core": ansible_core, "python": platform.python_version()}

@@ -57,7 +57,7 @@ def test_the_collection_installs_and_runs_rollout_rollback_and_status_by_fqcn_fr
     tarball = tmp_path / "dist" / f"pgrollout-postgresql-{version}.tar.gz"
     assert built.stdout.strip() == str(tarball) and tarball.exists()
     collections = tmp_path / "collections"
-    installed = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "-p", str(collections),
+    installed = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--force", "-p", str(collections),
                                 str(tarball)], capture_output=True, text=True)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     unpacked = collections / "ansible_collections" / "pgrollout" / "postgresql"

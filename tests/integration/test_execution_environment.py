@@ -48,7 +48,7 @@ def test_ansible_builder_introspect_lists_the_collections_dependencies(tmp_path)
     built = subprocess.run([sys.executable, str(REPO / "scripts" / "build_collection.py"), "--output-path",
                             str(tmp_path / "dist")], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
-    installed = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "-p",
+    installed = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--force", "-p",
                                 str(tmp_path / "collections"), *map(str, (tmp_path / "dist").glob("*.tar.gz"))],
                                capture_output=True, text=True)
     assert installed.returncode == 0, installed.stdout + installed.stderr

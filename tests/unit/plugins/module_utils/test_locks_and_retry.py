@@ -4,8 +4,7 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from pgrollout import locks, retry, sqlfile
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import locks, retry, sqlfile
 
 
 def plan(sql: str) -> dict[str, str]:
@@ -51,7 +50,7 @@ def test_strongest_lock_per_relation():
 def test_backoff_doubles_up_to_the_ceiling_with_half_of_it_random():
     policy = retry.RetryPolicy(retries=6, delay=1.0, max_delay=5.0, rng=random.Random(7))
     for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (6, 5.0)]:
-        delays = [policy.backoff(attempt) for _ in range(50)]
+        delays = [policy.backoff(attempt) for _unused in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len({round(d, 6) for d in delays}) > 1
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from pgrollout import gates
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import gates
 
 WEEKDAYS = gates.Window()
 
@@ -97,7 +96,7 @@ def _write_record(folder, name: str, record: dict) -> None:
 
 
 def test_with_a_signing_key_only_records_whose_signature_verifies_are_promotion_evidence(tmp_path):
-    from pgrollout import evidence
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import evidence
 
     wanted = [{"version": "003", "name": "x", "checksum": "c" * 64}]
     applied = {"migrations": [{"version": "003", "checksum": "c" * 64, "changed": True}], "outcome": "succeeded"}

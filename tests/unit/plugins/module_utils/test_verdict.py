@@ -1,7 +1,7 @@
 """The preflight's verdict (verdict.py): refusals in order under their old task names, warnings, state."""
 from __future__ import annotations
 
-from pgrollout import verdict
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import verdict
 
 DRIFT = {"recorded": True, "run_id": "r1", "at": "2026-12-01T00:00:00Z",
          "changes": [{"message": "policy public.t.p: was using (x), is now using (true)"}]}

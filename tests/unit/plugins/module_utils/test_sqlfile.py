@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import pytest
-
-from pgrollout import sqlfile
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import sqlfile
 
 
 def test_checksum_ignores_line_endings_and_trailing_newlines():
@@ -114,7 +113,7 @@ def test_a_statements_line_is_its_first_token_not_the_comment_above_it(tmp_path)
 
 def test_a_server_error_position_maps_to_its_file_line_past_leading_comments():
     text = "SELECT 1;\n-- why\n-- more\nALTER TABLE t\n  ADD COLUMN y nosuchtype;\n"
-    (_, second) = sqlfile.split_statements(text)
+    (_unused, second) = sqlfile.split_statements(text)
     assert second.line == 4
     position = second.text.index("nosuchtype") + 1  # 1-based, as the server reports it
     assert sqlfile.position_to_line(second, position) == 5

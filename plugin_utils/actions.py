@@ -20,7 +20,7 @@ def action(argument_spec: dict[str, Any], run: Callable[..., dict[str, Any]], *,
 
         def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
             result = super().run(tmp, task_vars)
-            _, args = self.validate_argument_spec(argument_spec=argument_spec)
+            _unused, args = self.validate_argument_spec(argument_spec=argument_spec)
             result.update(run(args, bool(self._play_context.check_mode)) if check_mode else run(args))
             return result
 

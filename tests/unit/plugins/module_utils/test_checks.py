@@ -6,8 +6,7 @@ import decimal
 import uuid
 
 import pytest
-
-from pgrollout import checks
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import checks
 
 
 def check(**overrides):
@@ -51,7 +50,7 @@ def test_rows_are_compared_in_order_unless_told_otherwise():
 def test_count_and_jmespath_expectations():
     rows = [["t1", True], ["t2", False]]
     assert checks.evaluate({"count": 2}, ["t", "rls"], rows) == (True, 2, 2)
-    passed, _, actual = checks.evaluate({"jmespath": "length([?rls]) == `2`"}, ["t", "rls"], rows)
+    passed, _unused, actual = checks.evaluate({"jmespath": "length([?rls]) == `2`"}, ["t", "rls"], rows)
     assert not passed and actual == [{"t": "t1", "rls": True}, {"t": "t2", "rls": False}]
     assert checks.evaluate({"jmespath": "length([?rls]) == `1`"}, ["t", "rls"], rows)[0]
 

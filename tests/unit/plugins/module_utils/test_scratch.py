@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import pytest
-
-from pgrollout import scratch
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import scratch
 
 
 @pytest.mark.parametrize("action", [scratch.create_database, scratch.drop_database])

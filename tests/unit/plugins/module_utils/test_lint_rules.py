@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import pytest
-
-from pgrollout import lint, sqlfile
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import lint, sqlfile
 
 CLEAN = """CREATE TABLE public.notes (id bigint PRIMARY KEY, owner_id uuid NOT NULL);
 ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
@@ -60,7 +59,7 @@ def test_an_inline_ignore_and_an_acknowledgement_let_a_finding_through_recorded(
 
 
 def test_a_forward_file_without_its_rollback_file_is_a_file_level_finding(tmp_path):
-    from pgrollout.plan import Layout
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import Layout
 
     migrations, rollbacks = tmp_path / "migrations", tmp_path / "rollbacks"
     migrations.mkdir()

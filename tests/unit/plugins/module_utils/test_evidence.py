@@ -1,7 +1,7 @@
 """Pure logic of evidence records."""
 from __future__ import annotations
 
-from pgrollout import evidence
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import evidence
 
 
 def test_redact_removes_secrets_and_url_passwords():
@@ -116,7 +116,7 @@ def test_the_summary_line_counts_the_checks_of_dry_runs_and_rehearsals():
 def test_status_shows_the_last_run_of_that_database_not_of_another_one_under_the_same_host(tmp_path):
     import json
 
-    from pgrollout import status
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import status
 
     for name, database, finished in (("1", "app", "2026-12-01T10:00:00"), ("2", "other", "2026-12-01T11:00:00")):
         (tmp_path / f"{name}.json").write_text(json.dumps({

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import pytest
-
-from pgrollout import sqlfile, timeouts
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import sqlfile, timeouts
 
 
 def write(folder, names):
