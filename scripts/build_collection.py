@@ -63,15 +63,17 @@ def declare_dependencies(staging: Path) -> None:
 def assemble(staging: Path, fqcn: str) -> None:
     copies = {"roles": "roles", "playbooks": "playbooks", "supabase/compat": "supabase/compat",
               "library": "plugins/modules", "module_utils/pgrollout": "plugins/module_utils",
-              "plugin_utils": "plugins/plugin_utils", "doc_fragments": "plugins/doc_fragments",
+              "plugin_utils": "plugins/plugin_utils", "lookup_plugins": "plugins/lookup",
+              "doc_fragments": "plugins/doc_fragments",
               "action_plugins": "plugins/action", "callback_plugins": "plugins/callback",
-              "tests/unit/plugins": "tests/unit/plugins", "tests/sanity": "tests/sanity"}
+              "tests/unit/plugins": "tests/unit/plugins", "tests/sanity": "tests/sanity", "changelogs": "changelogs"}
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for source, target in copies.items():
         shutil.copytree(REPO / source, staging / target, ignore=ignore)
     (staging / "verification").mkdir()
     shutil.copy2(REPO / "verification" / "security_audit.yml", staging / "verification")
-    for name in ("galaxy.yml", "README.md", "CHANGELOG.md", "LICENSE", "meta/runtime.yml"):
+    # .yamllint: the generated changelogs/*.yaml keep antsibull-changelog's own layout (ansible-lint reads it)
+    for name in ("galaxy.yml", "README.md", "CHANGELOG.md", "LICENSE", "meta/runtime.yml", ".yamllint"):
         (staging / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, staging / name)
     declare_dependencies(staging)
