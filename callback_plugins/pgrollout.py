@@ -229,6 +229,14 @@ class CallbackModule(DefaultCallback):
         said = result._result.get("progress") or "still running"
         self._say(f"   ... {name} ({elapsed}): {said}")
 
+    def v2_runner_on_async_ok(self, result: Any) -> None:
+        if not self._brief:  # the task's own line follows (v2_runner_on_ok): said once
+            super().v2_runner_on_async_ok(result)
+
+    def v2_runner_on_async_failed(self, result: Any) -> None:
+        if not self._brief:  # the failure follows, whole, from v2_runner_on_failed: said once
+            super().v2_runner_on_async_failed(result)
+
     def v2_runner_item_on_ok(self, result: Any) -> None:
         if not self._brief:
             super().v2_runner_item_on_ok(result)

@@ -124,6 +124,18 @@ options:
     description: Seconds of the lease's TTL; the lease is renewed every quarter of it while the module runs.
     type: int
     default: 600
+  progress_seconds:
+    description:
+      - Run with C(async) and C(poll), a progress line this often - the file and statement running (the
+        attempt after lock timeouts), a CREATE INDEX's phase and share done, and the sessions holding a lock
+        the statement waits for - read from a second connection. Not under async, nothing is read.
+    type: float
+    default: 10.0
+  controller_pid:
+    description:
+      - The ansible-playbook to watch before every COMMIT when the module runs detached (C(async)); its
+        action plugin sets it. Not for playbooks.
+    type: int
 extends_documentation_fragment: [pgrollout.postgresql.pgrollout, pgrollout.postgresql.pgrollout.layout]
 attributes:
   check_mode:
@@ -219,6 +231,7 @@ failed_file:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.applying import ApplyWatch
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import SpecError, validate
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.controller import ControllerWatch
@@ -236,6 +249,7 @@ from ansible_collections.pgrollout.postgresql.plugins.module_utils.plan import (
     build,
     refuse_changed,
 )
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.progress import Progress
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.retry import RetryPolicy
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.sqlfile import MigrationFileError, load
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.timeouts import TimeoutSettingError, check
@@ -263,6 +277,8 @@ ARGUMENT_SPEC = dict(
     run_id={"type": "str"},
     require_lease={"type": "bool", "default": False},
     lease_ttl={"type": "int", "default": 600},
+    progress_seconds={"type": "float", "default": 10.0},
+    controller_pid={"type": "int"},
 )
 
 
@@ -282,7 +298,7 @@ def main() -> None:
                            mutually_exclusive=[("files", "path")], required_one_of=[("files", "path")],
                            required_by={"files": "migrations_dir"})
     p = module.params
-    watch = ControllerWatch()
+    watch = ControllerWatch(p["controller_pid"])
     try:
         check(lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
               dry_run_statement_timeout=p["dry_run_statement_timeout"])
@@ -298,8 +314,11 @@ def main() -> None:
         single_transaction=p["single_transaction"], dry_run_statement_timeout=p["dry_run_statement_timeout"],
         require_lease=p["require_lease"] and not module.check_mode, controller=watch)
     try:
-        with connect(p) as conn, heartbeat(p, p["run_id"] if options.require_lease else None, p["lease_ttl"] / 4):
+        progress = ApplyWatch(p, options.now)
+        with connect(p) as conn, heartbeat(p, p["run_id"] if options.require_lease else None, p["lease_ttl"] / 4), \
+                Progress(progress.line, p["progress_seconds"]):
             summary = apply_plan(conn, plan, options)
+        progress.close()
     except MigrationError as exc:
         results = [modules.public(r) for r in exc.details.pop("results", [])]
         module.fail_json(msg=str(exc), results=results, failed_file=modules.public(exc.details),

@@ -32,13 +32,29 @@ def ancestors(pid: int | None = None) -> list[int]:
     return chain
 
 
-class ControllerWatch:
-    """Remembers this process's ancestors; `alive()` is False once any of them has gone."""
+def _started(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/<pid>/stat): a pid reused later has another."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
-    def __init__(self) -> None:
+
+class ControllerWatch:
+    """Remembers this process's ancestors; `alive()` is False once any of them has gone.
+
+    Under an async task the module runs detached (async_wrapper daemonizes it), so its ancestors no longer
+    lead to ansible-playbook: its action plugin passes the controller's pid, watched here as well.
+    """
+
+    def __init__(self, controller_pid: int | None = None) -> None:
         self.chain = ancestors()
+        self.controller = (controller_pid, _started(controller_pid)) if controller_pid else None
 
     def alive(self) -> bool:
+        if self.controller and _started(self.controller[0]) != self.controller[1]:
+            return False
         return ancestors()[: len(self.chain)] == self.chain
 
     def controller_pid(self) -> int | None:

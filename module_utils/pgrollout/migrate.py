@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import checks as checks_mod
 from . import lease, ledger, locks, retry, schema
+from .applying import Now
 from .controller import ControllerWatch
 from .sqlfile import MigrationFile, Statement, control_notes, position_to_line
 
@@ -47,6 +48,7 @@ class Options:
     dry_run_statement_timeout: str = "10s"
     require_lease: bool = False  # check, in every transaction, that run_id holds the run lease
     controller: ControllerWatch | None = None
+    now: Now = field(default_factory=Now)  # where the run is, for its progress line (applying.py)
 
 
 @dataclass
@@ -259,6 +261,7 @@ def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[s
     names_before = dict(cur.fetchall())
     held_before = {lk["relation"]: lk["mode"] for lk in _held(cur, names_before)}
     resolved = locks.resolve(cur, locks.lock_plan(mf.statements))
+    opts.now.at(mf.path, 0, len(mf.statements))  # statement 0: taking the file's locks
     try:
         with conn.transaction():
             locks.take_all(cur, resolved, opts.lock_timeout)
@@ -266,6 +269,7 @@ def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[s
         raise _lock_failure(exc, resolved, opts.lock_timeout) from exc
     locked_at = time.monotonic()
     for stmt in mf.statements:
+        opts.now.at(mf.path, stmt.number, len(mf.statements))
         try:
             cur.execute(stmt.text, prepare=False)
         except psycopg.Error as exc:
@@ -361,6 +365,7 @@ def apply_one(conn: Connection, item: Item, opts: Options) -> dict[str, Any]:
     attempts: list[dict[str, Any]] = []
 
     def attempt() -> dict[str, Any]:
+        opts.now.attempt, opts.now.attempts = len(attempts) + 1, opts.retry.retries + 1
         with conn.transaction(), conn.cursor() as cur:
             begin(cur, opts, opts.statement_timeout)
             result = run_file(conn, cur, item, opts)
@@ -477,6 +482,7 @@ def apply_plan(conn: Connection, items: list[Item], options: Options | None = No
     A failure raises MigrationError whose details hold the results so far under "results".
     """
     opts = options or Options()
+    opts.now.backend_pid = conn.info.backend_pid
     _refuse_non_transactional_statements(items)
     if opts.single_transaction and not opts.check_mode:
         blocking = [i.file.path for i in items if not i.file.transactional]

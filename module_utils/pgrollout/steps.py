@@ -71,6 +71,7 @@ def _run_step(cur: Cursor, item: Item, stmt: Statement, opts: Options, notes: li
         notes += [f"dropped the INVALID index {n} left by an earlier failed build" for n in
                   _drop_invalid_leftover(cur, index)]
     before_commit(opts)
+    opts.now.at(mf.path, stmt.number, len(mf.statements))
     try:
         cur.execute(stmt.text, prepare=False)
     except psycopg.Error as exc:

@@ -7,6 +7,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO, execute, query
 from pgrollout import connection, lease
 from sessions import Blocker
@@ -101,12 +103,15 @@ def test_leftovers_of_killed_runs_are_removed_and_reported(playbook, db, tmp_pat
     assert "removed leftovers of killed runs" in said and "pgrollout_rehearsal_deadbeef" in said
 
 
-def test_a_killed_ansible_playbook_does_not_commit_and_the_next_run_recovers(playbook, db):
-    """SIGKILL ansible-playbook while pg_migrate waits for a lock: the orphaned module must not commit."""
+@pytest.mark.parametrize("detached", [False, True], ids=["task", "async-job"])
+def test_a_killed_ansible_playbook_does_not_commit_and_the_next_run_recovers(playbook, db, detached):
+    """SIGKILL ansible-playbook while pg_migrate waits for a lock: the orphaned module must not commit - also
+    as an async job (a big database: async_wrapper detaches the module; it watches the controller's pid)."""
+    progress = ["-e", "pgrollout_progress_min_bytes=0", "-e", "pgrollout_progress_seconds=1"] if detached else []
     with Blocker(db, "public.kb_patterns") as blocker:
         proc = playbook.start("rollout.yml", "-e", "pgrollout_lock_timeout=500ms", "-e", "pgrollout_lock_retries=40",
                               "-e", "pgrollout_lock_retry_max_delay=0.5", "-e", "pgrollout_backup=false",
-                              "-e", "preflight_blocker_min_seconds=3600")
+                              "-e", "preflight_blocker_min_seconds=3600", *progress)
         blocker.kill_when_queued(proc)  # the condition: the module is queued behind the blocker
     # the orphan goes on to its next attempt, sees its controller gone, rolls back and exits
     while query(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrollout' "

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 
 from conftest import REPO, set_playbook
-from migsets import chain
+from migsets import MigrationSet, chain
 
 PROGRESS = re.compile(r"backup: pg_dump has dumped (\d+) of (\d+) tables, (\d+) bytes written")
 
@@ -72,3 +72,81 @@ def test_a_restore_rehearsal_says_how_far_the_scratch_database_has_grown(db, emp
     assert int(match.group(1)) == size // 1048576
     # without the dump's size (an older manifest) it says what it knows
     assert restore._restore_progress(db, empty_db["login_db"], {}).read().endswith(" MB")
+
+
+def spec_of(sql: str, rows: list) -> str:
+    return json.dumps({"checks": [{"name": "holds", "sql": sql, "expect": {"rows": rows}}]})
+
+
+def rolled_out_while(book, wanted: re.Pattern, holder) -> tuple[list[str], dict]:
+    """A rollout read until `wanted` has been said twice, then `holder` (a session holding it up) let go;
+    the rollout succeeds: its console lines and its record."""
+    child = subprocess.Popen(book.command("rollout.yml"), cwd=REPO, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, env=book.environment(ANSIBLE_STDOUT_CALLBACK="pgrollout"))
+    seen: list[str] = []
+    assert child.stdout is not None
+    try:
+        for line in child.stdout:  # the condition: the line said at two polls
+            seen.append(line.rstrip())
+            if sum(bool(wanted.search(x)) for x in seen) >= 2:
+                break
+    finally:
+        holder.rollback()
+        holder.close()
+    rest, _ = child.communicate(timeout=600)
+    seen += rest.splitlines()
+    (record,) = book.evidence()
+    assert (child.returncode, record["outcome"]) == (0, "succeeded"), "\n".join(seen)[-3000:]
+    return seen, record
+
+
+def session(params: dict):
+    return psycopg.connect(host=params["login_host"], port=params["login_port"], user=params["login_user"],
+                           password=params["login_password"], dbname=params["login_db"])
+
+
+def test_a_migration_waiting_for_a_lock_says_which_statement_and_who_holds_the_lock(empty_db, tmp_path):
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "held_column", "ALTER TABLE public.held ADD COLUMN note text;\n",
+             "ALTER TABLE public.held DROP COLUMN note;\n",
+             spec_of("SELECT count(*)::int FROM information_schema.columns WHERE table_name = 'held' "
+                     "AND column_name = 'note'", [[1]]))
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    # every database is big enough here, a poll every second; the lock wait outlasts several polls
+    # (the preflight waits out long transactions holding such locks: this one it lets through)
+    book.set(pgrollout_progress_min_bytes=0, pgrollout_progress_seconds=1, pgrollout_lock_timeout="120s",
+             pgrollout_backup=False, preflight_blocker_min_seconds=3600)
+    holder = session(empty_db)
+    holder.execute("CREATE TABLE public.held (id int)")
+    holder.commit()
+    holder.execute("SELECT count(*) FROM public.held")  # ACCESS SHARE until released: ALTER TABLE waits
+    pid = holder.info.backend_pid
+    wanted = re.compile(rf"migrate: 001_held_column.sql, taking its locks \(1 statements\); the statement has run "
+                        rf"\d+ s, waiting for a lock \(relation\) held by pid {pid} \(")
+    seen, record = rolled_out_while(book, wanted, holder)
+    text = "\n".join(seen)
+    assert not any("ASYNC" in x for x in seen), text  # the async job's own lines: not on the console
+    # said under the step that runs, at Ansible's async polls
+    assert all(re.search(r"\.\.\. migrate : Apply the run's files .*\(\d+s\): migrate: ", x)
+               for x in seen if wanted.search(x)), text
+    assert record["changed"] == ["001"]
+
+
+def test_a_concurrent_index_build_says_its_phase_while_it_waits(empty_db, tmp_path):
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "big_index", "-- pgrollout: no-transaction\nCREATE INDEX CONCURRENTLY big_v ON public.big (v);\n",
+             "DROP INDEX CONCURRENTLY public.big_v;\n",
+             spec_of("SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.big_v'::regclass", [[True]]))
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    book.set(pgrollout_progress_min_bytes=0, pgrollout_progress_seconds=1, pgrollout_backup=False)
+    with session(empty_db) as setup:
+        setup.execute("CREATE TABLE public.big AS SELECT g AS id, g % 97 AS v FROM generate_series(1, 5000) g")
+    holder = session(empty_db)
+    holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    holder.execute("SELECT count(*) FROM public.big")  # a snapshot the build must wait out
+    wanted = re.compile(r"migrate: 001_big_index.sql, statement 1 of 1; CREATE INDEX CONCURRENTLY: "
+                        r"waiting for (old snapshots|writers before validation|readers before marking dead)")
+    rolled_out_while(book, wanted, holder)
+    with session(empty_db) as check:
+        assert check.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.big_v'::regclass"
+                             ).fetchall() == [(True,)]

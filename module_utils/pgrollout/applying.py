@@ -1,0 +1,96 @@
+"""What a running pg_migrate is doing, as one progress line (progress.py) at each poll of its async job.
+
+The file and statement it runs (and the attempt, after lock timeouts) come from the run itself (`Now`);
+what the server does with it is read from a second connection: a CREATE INDEX's phase and share of the
+work done (pg_stat_progress_create_index), or the lock it waits for and the sessions holding it
+(pg_blocking_pids), with how long they have held it and what they run.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+_SESSION_SQL = """
+SELECT a.wait_event_type, a.wait_event, extract(epoch FROM now() - a.query_start)::int,
+       pg_blocking_pids(a.pid), p.command, p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total,
+       p.lockers_done, p.lockers_total
+FROM pg_stat_activity a LEFT JOIN pg_stat_progress_create_index p ON p.pid = a.pid
+WHERE a.pid = %s
+"""
+_BLOCKERS_SQL = """
+SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?'), state,
+       extract(epoch FROM now() - coalesce(xact_start, state_change))::int,
+       left(regexp_replace(query, '\\s+', ' ', 'g'), 60)
+FROM pg_stat_activity WHERE pid = ANY(%s) ORDER BY pid
+"""
+
+
+@dataclass
+class Now:
+    """Where the run is: set by pg_migrate as it goes (read by the progress thread)."""
+
+    file: str = ""
+    statement: int = 0
+    statements: int = 0
+    attempt: int = 1
+    attempts: int = 1
+    backend_pid: int = 0
+
+    def at(self, path: str, statement: int, statements: int) -> None:
+        self.file, self.statement, self.statements = os.path.basename(path), statement, statements
+
+    def said(self) -> str:
+        if not self.file:
+            return "migrate: starting"
+        doing = (f"statement {self.statement} of {self.statements}" if self.statement
+                 else f"taking its locks ({self.statements} statements)")
+        return f"migrate: {self.file}, {doing}" + (
+            f", attempt {self.attempt} of {self.attempts}" if self.attempt > 1 else "")
+
+
+def _share(done: Any, total: Any, unit: str) -> str:
+    return f"{done} of {total} {unit} ({100 * done // total}%)" if total else ""
+
+
+def index_said(command: str, phase: str, blocks: tuple[Any, Any], tuples: tuple[Any, Any],
+               lockers: tuple[Any, Any]) -> str:
+    work = _share(*blocks, "blocks") or _share(*tuples, "tuples") or _share(*lockers, "lockers")
+    return f"{command}: {phase}" + (f", {work}" if work else "")
+
+
+def blockers_said(rows: list[tuple[Any, ...]]) -> str:
+    """The sessions holding what a statement waits for: pid, who, how long in their transaction, what."""
+    return ", ".join(f"pid {pid} ({app}, {state}, in its transaction {seconds} s: {query})"
+                     for pid, app, state, seconds, query in rows)
+
+
+class ApplyWatch:
+    """`line()` for progress.Progress: opens its own connection on first use (only under async)."""
+
+    def __init__(self, params: dict[str, Any], now: Now) -> None:
+        self.params, self.now, self.conn = params, now, None
+
+    def line(self) -> str:
+        said = self.now.said()
+        if not self.now.backend_pid:
+            return said
+        if self.conn is None:
+            from .connection import connect
+
+            self.conn = connect(self.params, autocommit=True)
+        row = self.conn.execute(_SESSION_SQL, [self.now.backend_pid]).fetchone()
+        if not row:
+            return said
+        wait_type, wait_event, seconds, blocking, command, phase = row[:6]
+        if command:
+            said += "; " + index_said(command, phase, row[6:8], row[8:10], row[10:12])
+        if wait_type == "Lock" and blocking:
+            held = self.conn.execute(_BLOCKERS_SQL, [blocking]).fetchall()
+            said += (f"; the statement has run {seconds} s, waiting for a lock ({wait_event}) held by "
+                     f"{blockers_said(held)}")
+        return said
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
