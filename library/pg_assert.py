@@ -61,11 +61,11 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Verify migration 003
-  pg_assert:
+  pgrollout.postgresql.pg_assert:
     checks: "{{ (lookup('ansible.builtin.file', 'verification/003_bot_registration_sharing.yml') | from_yaml).checks }}"
 
 - name: Four new tables
-  pg_assert:
+  pgrollout.postgresql.pg_assert:
     checks:
       - name: new tables exist
         sql: SELECT count(*) FROM pg_tables WHERE tablename IN ('bots', 'bot_api_keys')

@@ -118,7 +118,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Back up before migrating
-  pg_backup:
+  pgrollout.postgresql.pg_backup:
     dest_dir: /var/backups/pgrollout/prod
     label: pre_003
     keep: 10
@@ -127,7 +127,7 @@ EXAMPLES = r"""
   register: backup_result
 
 - name: A large database, four workers
-  pg_backup:
+  pgrollout.postgresql.pg_backup:
     dest_dir: /var/backups/pgrollout/prod
     format: directory
     jobs: 4

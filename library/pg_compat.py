@@ -30,7 +30,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Prepare a CI database for Supabase migrations
-  pg_compat:
+  pgrollout.postgresql.pg_compat:
     files: [supabase/compat/supabase_compat.sql]
 """
 

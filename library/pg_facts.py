@@ -128,7 +128,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Read the target's state
-  pg_facts:
+  pgrollout.postgresql.pg_facts:
     login_host: 127.0.0.1
     login_password: "{{ vault_db_password }}"
     migrations_dir: supabase/migrations

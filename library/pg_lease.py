@@ -60,12 +60,12 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Take the run lease
-  pg_lease:
+  pgrollout.postgresql.pg_lease:
     run_id: "{{ pgrollout_run_id }}"
     inventory_host: "{{ inventory_hostname }}"
 
 - name: Release it
-  pg_lease:
+  pgrollout.postgresql.pg_lease:
     run_id: "{{ pgrollout_run_id }}"
     state: absent
 """

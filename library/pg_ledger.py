@@ -39,7 +39,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Adopt a database whose schema is at 002
-  pg_ledger:
+  pgrollout.postgresql.pg_ledger:
     action: baseline
     version: "002"
     reason: built by hand in 2025, schema checked against 001-002

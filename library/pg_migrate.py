@@ -154,7 +154,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Apply the pending migrations of the run
-  pg_migrate:
+  pgrollout.postgresql.pg_migrate:
     files: "{{ preflight_result.facts.migrations.pending_paths }}"
     migrations_dir: supabase/migrations
     rollbacks_dir: supabase/rollbacks
@@ -165,7 +165,7 @@ EXAMPLES = r"""
     require_lease: true
 
 - name: Roll back everything newer than 002, newest first
-  pg_migrate:
+  pgrollout.postgresql.pg_migrate:
     files: [supabase/migrations/004_notes.sql, supabase/migrations/003_bot_registration_sharing.sql]
     direction: down
     migrations_dir: supabase/migrations

@@ -104,14 +104,14 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Put production back to the state before 003 (the operator's decision)
-  pg_restore:
+  pgrollout.postgresql.pg_restore:
     archive: /var/backups/pgrollout/prod/prod-db__postgres__pre_003__20261130T100000Z.dump
     confirm: 3f2a9c01b7de
     login_host: db.example.supabase.co
     login_password: "{{ vault_db_password }}"
 
 - name: Prove the backup restores, with identical row counts
-  pg_restore:
+  pgrollout.postgresql.pg_restore:
     archive: "{{ backup_result.path }}"
     mode: rehearse
     jobs: 2

@@ -38,12 +38,12 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: A scratch database with the Supabase compatibility layer
-  pg_scratch_db:
+  pgrollout.postgresql.pg_scratch_db:
     name: pgrollout_rehearsal_1a2b
     setup_files: [supabase/compat/supabase_compat.sql]
 
 - name: Drop it
-  pg_scratch_db:
+  pgrollout.postgresql.pg_scratch_db:
     name: pgrollout_rehearsal_1a2b
     state: absent
 """

@@ -37,7 +37,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Write the specs of 004 from a dry run on dev
-  pg_spec:
+  pgrollout.postgresql.pg_spec:
     version: "004"
     migrations_dir: supabase/migrations
     rollbacks_dir: supabase/rollbacks

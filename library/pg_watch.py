@@ -37,7 +37,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Watch for ten minutes after the rollout
-  pg_watch:
+  pgrollout.postgresql.pg_watch:
     seconds: 600
     interval: 30
     baseline: "{{ watch_baseline.peaks }}"

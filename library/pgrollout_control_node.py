@@ -27,7 +27,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Refuse a control node that cannot run pgrollout
-  pgrollout_control_node:
+  pgrollout.postgresql.pgrollout_control_node:
   run_once: true
 """
 

@@ -74,7 +74,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Record the run
-  pgrollout_evidence:
+  pgrollout.postgresql.pgrollout_evidence:
     dir: .ops/evidence/dev
     run_id: "{{ pgrollout_run_id }}"
     environment: dev

@@ -38,7 +38,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: The rollout that applied 003 here, and its backup
-  pgrollout_evidence_info:
+  pgrollout.postgresql.pgrollout_evidence_info:
     dir: .ops/evidence/prod
     host: "{{ inventory_hostname }}"
     kind: rollout

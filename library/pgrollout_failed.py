@@ -40,7 +40,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Keep what failed and what to roll back
-  pgrollout_failed:
+  pgrollout.postgresql.pgrollout_failed:
     task: "{{ ansible_failed_task.name }}"
     result: "{{ ansible_failed_result }}"
     migrate: "{{ migrate_result | default({}) }}"

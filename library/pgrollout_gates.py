@@ -74,7 +74,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Gate a production rollout
-  pgrollout_gates:
+  pgrollout.postgresql.pgrollout_gates:
     window: {days: [mon, tue, wed, thu, fri], start: "10:00", end: "12:00", timezone: UTC}
     evidence_root: .ops/evidence
     promotion_environments: [dev]

@@ -70,7 +70,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Lint every migration (a pull request pipeline)
-  pgrollout_lint:
+  pgrollout.postgresql.pgrollout_lint:
     migrations_dir: supabase/migrations
     rollbacks_dir: supabase/rollbacks
     junit_path: .ops/lint/junit.xml

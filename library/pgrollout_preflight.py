@@ -62,7 +62,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Read the target's state and judge it
-  pgrollout_preflight:
+  pgrollout.postgresql.pgrollout_preflight:
     login_host: db.example.com
     login_password: "{{ vault_db_password }}"
     read:

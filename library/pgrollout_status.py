@@ -33,7 +33,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Record the status
-  pgrollout_status:
+  pgrollout.postgresql.pgrollout_status:
     facts: "{{ status_facts.facts }}"
     host: "{{ inventory_hostname }}"
     environment: prod

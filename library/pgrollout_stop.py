@@ -36,7 +36,7 @@ author: pgrollout developers (@pgrollout)
 
 EXAMPLES = r"""
 - name: Stop on warnings nobody acknowledged
-  pgrollout_stop:
+  pgrollout.postgresql.pgrollout_stop:
     kind: warnings_unacknowledged
     msg: 2 warnings must be acknowledged in staging
     keep_applied: true
