@@ -100,5 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def install_collection(base: Path) -> Path:
+    """The collection as a user installs it: built from this tree into base/dist, installed into
+    base/collections (returned; the collection itself is base/collections/ansible_collections/<ns>/<name>)."""
+    if main(["--output-path", str(base / "dist")]) != 0:
+        raise SystemExit("building the collection failed (above)")
+    tarball = next((base / "dist").glob("*.tar.gz"))
+    galaxy = Path(sys.executable).parent / "ansible-galaxy"
+    # --force: from inside this repository its collections/ view counts as installed already
+    proc = subprocess.run([str(galaxy), "collection", "install", "--force", "--no-deps", "-p",
+                           str(base / "collections"), str(tarball)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"installing {tarball} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    return base / "collections"
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

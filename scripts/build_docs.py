@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from build_collection import install_collection
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -33,15 +35,6 @@ def run(command: list[str], **kwargs: Any) -> None:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command[:3])} failed ({proc.returncode}):\n{proc.stdout[-6000:]}"
                          f"\n{proc.stderr[-6000:]}")
-
-
-def install_collection(base: Path) -> Path:
-    """The collection as a user installs it: built from this tree, installed into base/collections."""
-    run([str(BIN / "python"), str(REPO / "scripts" / "build_collection.py"), "--output-path", str(base / "dist")])
-    tarball = next((base / "dist").glob("*.tar.gz"))
-    run([str(BIN / "ansible-galaxy"), "collection", "install", "--force", "-p", str(base / "collections"),
-         str(tarball)])
-    return base / "collections"
 
 
 def environment_values(name: str) -> dict[str, Any]:

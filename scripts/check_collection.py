@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from build_collection import install_collection
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PIP_VERSION = "24.2"  # ansible-test's pinned bootstrap pip (ansible_test/_internal/python_requirements.py)
@@ -52,16 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     serve_pip_bootstrap()
     root = Path(args.keep or tempfile.mkdtemp(prefix="pgrollout-collection-check-"))
     try:
-        dist = root / "dist"
-        tarball = subprocess.run([sys.executable, str(REPO / "scripts" / "build_collection.py"), "--output-path",
-                                  str(dist)], check=True, capture_output=True, text=True).stdout.strip()
-        subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--force", "--no-deps", "-p",
-                        str(root), tarball], check=True, capture_output=True)
-        installed = root / "ansible_collections" / "pgrollout" / "postgresql"
+        collections = install_collection(root)
+        installed = collections / "ansible_collections" / "pgrollout" / "postgresql"
         # ansible-test takes its file list from git where there is a repository; an installed collection is none
         subprocess.run(["git", "init", "-q", str(installed)], check=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-        env.update(ANSIBLE_COLLECTIONS_PATH=str(root), PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+        env.update(ANSIBLE_COLLECTIONS_PATH=str(collections), PATH=f"{BIN}:{os.environ.get('PATH', '')}")
         python = f"{sys.version_info.major}.{sys.version_info.minor}"
         results = [
             run("ansible-test sanity", [str(BIN / "ansible-test"), "sanity", "--local", "--python", python,

@@ -11,13 +11,19 @@ from __future__ import annotations
 import os
 
 
-def _parent(pid: int) -> int | None:
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat's fields after the command name (state, ppid, ...; field 3 on); [] when gone."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
             # pid (comm) state ppid ...; comm may hold spaces and parentheses
-            return int(handle.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
+            return handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _parent(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
 def ancestors(pid: int | None = None) -> list[int]:
@@ -34,11 +40,8 @@ def ancestors(pid: int | None = None) -> list[int]:
 
 def _started(pid: int) -> str | None:
     """The process's start time (field 22 of /proc/<pid>/stat): a pid reused later has another."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    fields = _stat(pid)
+    return fields[19] if len(fields) > 19 else None
 
 
 class ControllerWatch:

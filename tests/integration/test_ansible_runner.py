@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import ansible_runner
 import pytest
 import yaml
 
-from conftest import REPO, query
+from build_collection import install_collection
+from conftest import query
 
 BIN = Path(sys.executable).parent
 FQCN = "pgrollout.postgresql"
@@ -25,12 +25,7 @@ WINDOW_CLOSED = {"pgrollout_change_window": {"days": ["mon"], "start": "10:00", 
 @pytest.fixture(scope="module")
 def collections(tmp_path_factory) -> Path:
     """The collection built from this tree and installed where AWX's execution environment keeps it."""
-    base = tmp_path_factory.mktemp("ee")
-    built = subprocess.run([sys.executable, str(REPO / "scripts" / "build_collection.py"), "--output-path",
-                            str(base / "dist")], capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--force", "--no-deps", "-p",
-                    str(base / "collections"), built], capture_output=True, check=True)
-    return base / "collections"
+    return install_collection(tmp_path_factory.mktemp("ee"))
 
 
 def private_data_dir(root: Path, params: dict, collections: Path) -> Path:
