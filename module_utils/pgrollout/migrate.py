@@ -523,15 +523,27 @@ def failed_result(item: Item, opts: Options, exc: MigrationError) -> dict[str, A
             **({"checks_summary": exc.details["checks_summary"]} if "checks_summary" in exc.details else {})}
 
 
-def _apply_each(conn: Connection, items: list[Item], opts: Options, results: list[dict[str, Any]]) -> None:
+def _apply_file(conn: Connection, item: Item, opts: Options) -> dict[str, Any]:
+    """One file; a database error outside its statements (one of pgrollout's own queries) is a MigrationError
+    too, so what the file left is compared all the same."""
+    import psycopg
+
     from .steps import apply_steps
 
+    try:
+        return apply_one(conn, item, opts) if item.file.transactional else apply_steps(conn, item, opts)
+    except psycopg.Error as error:
+        raise MigrationError(f"{item.file.path}: database error (SQLSTATE {error.sqlstate}): {str(error).strip()}.",
+                             {"file": item.file.path, "sqlstate": error.sqlstate}) from error
+
+
+def _apply_each(conn: Connection, items: list[Item], opts: Options, results: list[dict[str, Any]]) -> None:
     for item in items:
         # a file whose failure can leave part of it behind: compared before and after, never assumed
         watched = not item.file.transactional or bool(item.file.transaction_control())
         before = _snapshot(conn) if watched else None
         try:
-            results.append(apply_one(conn, item, opts) if item.file.transactional else apply_steps(conn, item, opts))
+            results.append(_apply_file(conn, item, opts))
         except MigrationError as exc:
             if watched:
                 left = left_behind(conn, item, before, exc)

@@ -62,6 +62,26 @@ def _drop_invalid_leftover(cur: Cursor, node: Any) -> list[str]:
     return dropped
 
 
+def _drop_leftover_or_say(cur: Cursor, item: Item, stmt: Statement, index: Any) -> list[str]:
+    """The leftover's DROP waits for the same sessions the build waits for: its lock timeout is retried as the
+    statement's, and its error names the INVALID index still on the target (never a bare database error)."""
+    import psycopg
+
+    try:
+        return _drop_invalid_leftover(cur, index)
+    except psycopg.Error as exc:
+        invalid = [f"{s}.{n}" for s, n, valid in _indexes(cur, index) if not valid]
+        error = MigrationError(
+            f"{item.file.path}:{stmt.line}: could not drop the INVALID index {', '.join(invalid) or index.idxname} "
+            f"a failed concurrent build left, before building it again (statement {stmt.number}): SQLSTATE "
+            f"{exc.sqlstate}: {str(exc).strip()}. It is still on the target; the next run drops it and builds it "
+            "again.", {"file": item.file.path, "statement_number": stmt.number, "sqlstate": exc.sqlstate,
+                       "invalid_indexes": invalid})
+        if exc.sqlstate in locks.LOCK_TIMEOUT_STATES:
+            raise retry.LockTimeout(error, {"sqlstate": exc.sqlstate, "statement_number": stmt.number}) from exc
+        raise error from exc
+
+
 def _run_step(cur: Cursor, item: Item, stmt: Statement, opts: Options, notes: list[str]) -> None:
     import psycopg
 
@@ -69,7 +89,7 @@ def _run_step(cur: Cursor, item: Item, stmt: Statement, opts: Options, notes: li
     index = _concurrent_index(stmt)
     if index is not None and index.idxname:
         notes += [f"dropped the INVALID index {n} left by an earlier failed build" for n in
-                  _drop_invalid_leftover(cur, index)]
+                  _drop_leftover_or_say(cur, item, stmt, index)]
     before_commit(opts)
     opts.now.at(mf.path, stmt.number, len(mf.statements))
     try:

@@ -137,6 +137,33 @@ def test_a_failed_concurrent_index_is_dropped_and_the_fixed_file_resumes(empty_d
     assert applied(empty_db) == ["001", "002"]
 
 
+def test_a_concurrent_build_that_times_out_says_the_invalid_index_it_left(empty_db, tmp_path):
+    """A snapshot older than the build outlasts lock_timeout on every try: the build fails, and the DROP of its
+    INVALID leftover before the next try waits for the same session. The error says the index is still there
+    (never a bare database error, never "nothing changed"); once the session goes, the same run resumes."""
+    mset = mixed(tmp_path, "supabase")
+    run(empty_db, mset, files=mset.paths()[:1])
+    path = mset.add("002", "index_email", '-- pgrollout: no-transaction\n'
+                    'CREATE INDEX CONCURRENTLY "Accounts E-mail" ON "Accounts" ("E-mail");\n',
+                    'DROP INDEX CONCURRENTLY "Accounts E-mail";\n')
+    with connection.connect(empty_db) as holder:
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        holder.execute('SELECT count(*) FROM "Accounts"')  # a snapshot the build waits out
+        with pytest.raises(migrate.MigrationError) as info:
+            run(empty_db, mset, files=[str(path)], lock_timeout="300ms", retries=1)
+        holder.rollback()
+    said, details = str(info.value), info.value.details
+    assert "could not drop the INVALID index public.Accounts E-mail" in said and "still on the target" in said
+    assert details["partial"]["invalid_indexes"] == ["public.Accounts E-mail"], details
+    assert [a["outcome"] for a in details["attempts"]] == ["lock_timeout", "lock_timeout"]
+    assert query(empty_db, "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('\"Accounts E-mail\"')") \
+        == [(False,)]
+    result = run(empty_db, mset, files=[str(path)])["results"][0]
+    assert result["notes"] == ['dropped the INVALID index public.Accounts E-mail left by an earlier failed build']
+    assert query(empty_db, "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('\"Accounts E-mail\"')") \
+        == [(True,)]
+
+
 def test_the_dry_run_reports_a_non_transactional_file_and_runs_the_files_after_it(empty_db, tmp_path):
     mset = mixed(tmp_path, "updown")
     summary = run(empty_db, mset, check_mode=True)

@@ -138,7 +138,9 @@ def test_a_concurrent_index_build_says_its_phase_while_it_waits(empty_db, tmp_pa
              "DROP INDEX CONCURRENTLY public.big_v;\n",
              spec_of("SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.big_v'::regclass", [[True]]))
     book = set_playbook(empty_db, mset, tmp_path / "work")
-    book.set(pgrollout_progress_min_bytes=0, pgrollout_progress_seconds=1, pgrollout_backup=False)
+    # the build waits for the snapshot as a lock (virtualxid): lock_timeout must outlast two polls on a busy machine
+    book.set(pgrollout_progress_min_bytes=0, pgrollout_progress_seconds=1, pgrollout_backup=False,
+             pgrollout_lock_timeout="120s")
     with session(empty_db) as setup:
         setup.execute("CREATE TABLE public.big AS SELECT g AS id, g % 97 AS v FROM generate_series(1, 5000) g")
     holder = session(empty_db)
