@@ -112,3 +112,15 @@ def test_the_collection_installs_and_runs_rollout_rollback_and_status_by_fqcn_fr
                          capture_output=True, text=True, timeout=600)
     assert own.returncode == 0, own.stdout[-3000:]
     assert "pending: 002_note_author.sql" in own.stdout
+
+    # the exit codes travel with the collection: its own wrapper on an FQCN playbook (refused: 10, then 002 applied: 0)
+    wrapper = [sys.executable, str(unpacked / "scripts" / "pgrollout-run"), f"{FQCN}.rollout", "-i", "inventories/dev"]
+    window = {"days": ["mon"], "start": "10:00", "end": "11:00", "timezone": "UTC"}
+    refused = subprocess.run([*wrapper, "-e", json.dumps({"pgrollout_change_window": window,
+                                                         "pgrollout_now": "2026-12-01T12:00:00+00:00"})],
+                             cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 10 and "  refused rollout dev/app-db" in refused.stdout, refused.stdout[-3000:]
+    again = subprocess.run(wrapper, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "  succeeded rollout dev/app-db" in again.stdout, again.stdout[-3000:]
+    assert " changed=002 " in again.stdout and query(
+        empty_db, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'author'") == [(1,)]
