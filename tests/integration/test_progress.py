@@ -57,6 +57,29 @@ def test_a_backup_held_up_by_a_lock_prints_its_progress_and_who_holds_the_lock(e
     assert "public.held" in manifest["row_counts"]
 
 
+def test_a_backup_of_a_database_that_takes_a_while_says_its_progress_as_it_goes(empty_db, tmp_path):
+    """No lock holds it up: the database is big (above the default pgrollout_progress_min_bytes, 256 MB) and the
+    archive compressed hard, so pg_dump takes about 20 s here; the lines say the bytes growing as it writes."""
+    book = set_playbook(empty_db, chain(tmp_path / "set", 1), tmp_path / "work")
+    book.set(pgrollout_progress_seconds=3, pgrollout_backup_compress=9, pgrollout_backup_rehearse=False)
+    with session(empty_db) as setup:
+        for name in ("events_a", "events_b"):  # hex text: gzip -9 works hard on it
+            setup.execute(f"CREATE TABLE public.{name} AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS a, "
+                          "md5((g * 13)::text) AS b FROM generate_series(1, 2000000) g")
+        size = setup.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    assert size > 268435456, size  # the default threshold: progress without setting anything
+    proc = subprocess.run(book.command("rollout.yml"), cwd=REPO, text=True, capture_output=True, timeout=900,
+                          env=book.environment(ANSIBLE_STDOUT_CALLBACK="pgrollout"))
+    seen = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    progress = [PROGRESS.search(x) for x in seen if PROGRESS.search(x)]
+    assert len(progress) >= 2, proc.stdout[-3000:]
+    written = [int(m.group(3)) for m in progress]
+    assert written == sorted(written) and written[-1] > written[0], written  # it grows, line by line
+    (record,) = book.evidence()
+    assert record["outcome"] == "succeeded" and record["backup"]["table_count"] == int(progress[-1].group(2))
+
+
 def test_a_restore_rehearsal_says_how_far_the_scratch_database_has_grown(db, empty_db):
     """The rehearsal's progress line (said at each async poll, as the backup's): the scratch database's size
     of the dumped one's, read from the server while pg_restore runs (here: a database standing in for it)."""
