@@ -6,11 +6,16 @@ time mark and the verdict (verdict.py). Given `facts`, it only judges them.
 from __future__ import annotations
 
 import datetime
+import os
 from typing import Any
 
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 from ansible_collections.pgrollout.postgresql.plugins.module_utils import evidence, verdict
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC
+from ansible_collections.pgrollout.postgresql.plugins.plugin_utils.ticker import Ticker
+
+display = Display()
 
 
 class ActionModule(ActionBase):
@@ -37,8 +42,11 @@ class ActionModule(ActionBase):
             result.update(refused)
             return result
         conn = {k: args[k] for k in CONNECTION_ARGUMENT_SPEC if args[k] is not None}
-        facts = self._execute_module(module_name=self._sibling("pg_facts"), module_args={**conn, **args["read"]},
-                                     task_vars=task_vars)
+        # a big file takes a while to parse and review: a line every progress_seconds while it does
+        with Ticker(self._task.get_name().strip(), lambda: reading(args["read"]), args["progress_seconds"],
+                    display.display):
+            facts = self._execute_module(module_name=self._sibling("pg_facts"),
+                                         module_args={**conn, **args["read"]}, task_vars=task_vars)
         if facts.get("failed"):
             result.update(facts)
         else:
@@ -49,3 +57,14 @@ class ActionModule(ActionBase):
         """pg_facts from where this action came: the collection's (pgrollout.postgresql.) or the repository's."""
         namespace, _unused, _unused = self._task.action.rpartition(".")
         return f"{namespace}.{module}" if namespace and namespace != "ansible.legacy" else module
+
+
+def reading(read: dict[str, Any]) -> str:
+    """What the preflight is reading, said while it reads: the migration files' count and size."""
+    folder = str(read.get("migrations_dir") or "")
+    try:
+        sizes = [e.stat().st_size for e in os.scandir(folder) if e.is_file() and e.name.endswith(".sql")]
+    except OSError:
+        sizes = []
+    return (f"preflight: reading the target's ledger and catalog, parsing and reviewing the migration files "
+            f"({len(sizes)} in {folder}, {sum(sizes) / 1048576:.1f} MB)")

@@ -231,7 +231,7 @@ failed_file:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
-from ansible_collections.pgrollout.postgresql.plugins.module_utils.applying import ApplyWatch
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.applying import ApplyWatch, reading_said
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import SpecError, validate
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.controller import ControllerWatch
@@ -302,7 +302,8 @@ def main() -> None:
     try:
         check(lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
               dry_run_statement_timeout=p["dry_run_statement_timeout"])
-        plan = items(p)
+        with Progress(lambda: reading_said(p["files"] or [p["path"]]), p["progress_seconds"]):
+            plan = items(p)  # a big file takes seconds to parse: said at the polls, as the apply is
         refuse_changed(plan, {str(k): str(v) for k, v in p["approved_checksums"].items()})
     except (TimeoutSettingError, MigrationFileError, SpecError, PlanError) as exc:
         module.fail_json(msg=str(exc), results=[], applied=[], report=[])

@@ -52,6 +52,20 @@ options:
     description: The run rolls back (files without a rollback file are not warned about).
     type: bool
     default: false
+  progress_seconds:
+    description:
+      - While the read takes longer than this, the action says a line this often (what it reads, how long it has run).
+      - V(0) says none.
+    type: float
+    default: 10.0
+  progress_min_bytes:
+    description: On a database at least this big (bytes) the backup and the migrations are long steps (RV(long_steps)).
+    type: int
+    default: 268435456
+  progress_min_file_bytes:
+    description: When the pending files together are at least this big (bytes) the migrations are a long step.
+    type: int
+    default: 16777216
 extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
@@ -80,6 +94,11 @@ lines:
   elements: str
 refusal:
   description: The first check that refuses (check, msg, refusals), or null. Returned by a read.
+  returned: success
+  type: dict
+long_steps:
+  description:
+    - The later steps that run as polled async jobs, a progress line at each poll (V(backup), V(migrate), each a bool).
   returned: success
   type: dict
 started_at:

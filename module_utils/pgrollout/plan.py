@@ -189,6 +189,7 @@ def status(cur: Cursor, layout: Layout, accept_drift: list[str] = (), allow_out_
         "pending": [os.path.basename(m.up) for m in pending],
         "pending_paths": [m.up for m in pending],
         "pending_versions": [m.version for m in pending],
+        "pending_bytes": sum(os.path.getsize(m.up) for m in pending if os.path.exists(m.up)),
         "target_version": str(target_version) if target_version not in (None, "") else None,
         "beyond_target": [os.path.basename(m.up) for m in beyond],
         "drifted": [m.up for m in drifted if m.number not in accepted],

@@ -127,6 +127,11 @@ ACTION_SPEC: dict[str, Any] = {
     "environment": {"type": "str", "default": ""},
     # the run's evidence folder, checked writable first (the run's start need not check it separately)
     "evidence_dir": {"type": "path"},
+    # a line every this many seconds while the read takes longer (0: none)
+    "progress_seconds": {"type": "float", "default": 10.0},
+    # which later steps run as async jobs with a progress line at each poll (long_steps)
+    "progress_min_bytes": {"type": "int", "default": 268435456},
+    "progress_min_file_bytes": {"type": "int", "default": 16777216},
 }
 
 
@@ -146,10 +151,21 @@ def unconfigured(conn: dict[str, Any], host: str, environment: str) -> dict[str,
     return {"failed": True, "changed": False, "msg": msg, "refused_by": check, "failure_kind": "refused"}
 
 
+def long_steps(facts: dict[str, Any], min_bytes: int, min_file_bytes: int) -> dict[str, bool]:
+    """The steps that run as async jobs, a progress line at each poll: the backup on a big database, the
+    migrations there or when the pending files are big (a 30 MB file takes about 12 s to apply on a small one).
+    The rest run as plain tasks: a poll costs up to an interval."""
+    big_database = int(facts.get("database_size_bytes") or 0) >= min_bytes
+    pending_bytes = int((facts.get("migrations") or {}).get("pending_bytes") or 0)
+    return {"backup": big_database, "migrate": big_database or pending_bytes >= min_file_bytes}
+
+
 def judged(args: dict[str, Any], facts_result: dict[str, Any]) -> dict[str, Any]:
     """pg_facts' result with the verdict: its lines, and the first refusal (for pgrollout_stop) if any."""
     decided = verdict({**args, "facts": facts_result["facts"]})
-    out = {**facts_result, "changed": False, "lines": decided.get("lines") or [], "refusal": None}
+    out = {**facts_result, "changed": False, "lines": decided.get("lines") or [], "refusal": None,
+           "long_steps": long_steps(facts_result["facts"], args["progress_min_bytes"],
+                                    args["progress_min_file_bytes"])}
     if decided.get("failed"):
         out["refusal"] = {"check": decided["refused_by"], "msg": decided["msg"], "refusals": decided["refusals"]}
     return out

@@ -80,6 +80,36 @@ def test_a_backup_of_a_database_that_takes_a_while_says_its_progress_as_it_goes(
     assert record["outcome"] == "succeeded" and record["backup"]["table_count"] == int(progress[-1].group(2))
 
 
+def test_a_big_file_on_a_small_database_says_its_progress_in_the_preflight_and_while_it_applies(
+        empty_db, tmp_path):
+    """A 10 MB bulk-data file: its parse and review in the preflight (a controller-side step, not async) and its
+    apply (async because the pending files are big, though the database is small) each say lines as they run."""
+    mset = MigrationSet(tmp_path / "set")
+    statements, k = ['CREATE TABLE public."Bulk Rows" (id bigint PRIMARY KEY, note text);'], 0
+    while sum(map(len, statements)) < 10 * 1048576:
+        statements.append('INSERT INTO public."Bulk Rows" VALUES '
+                          + ",".join(f"({k * 1000 + i}, 'row {i} {'x' * 40}')" for i in range(1000)) + ";")
+        k += 1
+    mset.add("001", "bulk", "\n".join(statements) + "\n", 'DROP TABLE public."Bulk Rows";\n',
+             spec_of('SELECT count(*)::int FROM public."Bulk Rows"', [[k * 1000]]))
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    book.set(pgrollout_backup=False, pgrollout_progress_seconds=1, pgrollout_progress_min_file_bytes=1048576)
+    proc = subprocess.run(book.command("rollout.yml"), cwd=REPO, text=True, capture_output=True, timeout=900,
+                          env=book.environment(ANSIBLE_STDOUT_CALLBACK="pgrollout"))
+    seen = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    reading = [x for x in seen if re.search(r"\.\.\. preflight : Read the target's state \(\d+s\): preflight: reading "
+                                            r".*parsing and reviewing the migration files \(1 in .*, 10\.\d MB\)", x)]
+    # most of the apply step is pg_migrate reading the file again (its own parse): said so
+    applying = [x for x in seen if re.search(r"\.\.\. migrate : Apply the run's files \(\d+s\): migrate: (reading and "
+                                             r"parsing )?001_bulk\.sql", x)]
+    assert reading and applying, proc.stdout[-3000:]
+    (record,) = book.evidence()
+    assert record["outcome"] == "succeeded" and record["changed"] == ["001"]
+    with session(empty_db) as check:
+        assert check.execute('SELECT count(*) FROM public."Bulk Rows"').fetchone()[0] == k * 1000
+
+
 def test_a_restore_rehearsal_says_how_far_the_scratch_database_has_grown(db, empty_db):
     """The rehearsal's progress line (said at each async poll, as the backup's): the scratch database's size
     of the dumped one's, read from the server while pg_restore runs (here: a database standing in for it)."""

@@ -40,3 +40,14 @@ def test_nothing_to_refuse_shows_the_state_and_the_rollback_warning_only_going_f
     assert "dev/h1: PostgreSQL 15.8, database app" in verdict.verdict({**args(facts), "environment": "dev"})["lines"]
     assert "pending: 002_x.sql" in lines and "target version: every pending file" in lines
     assert "WARNING: no rollback" not in verdict.verdict(args(facts, rolling_back=True))["lines"]
+
+
+def test_long_steps_follow_the_database_size_and_the_pending_files_size():
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils.verdict import long_steps
+
+    small = {"database_size_bytes": 10, "migrations": {"pending_bytes": 10}}
+    assert long_steps(small, 100, 100) == {"backup": False, "migrate": False}
+    assert long_steps({**small, "database_size_bytes": 100}, 100, 100) == {"backup": True, "migrate": True}
+    big_files = {**small, "migrations": {"pending_bytes": 100}}
+    assert long_steps(big_files, 100, 100) == {"backup": False, "migrate": True}
+    assert long_steps({}, 100, 100) == {"backup": False, "migrate": False}
