@@ -59,8 +59,8 @@ test: lint  ## lint, the whole test suite, the collection's checks and Molecule 
 	$(MAKE) --no-print-directory molecule
 
 # The built collection as Galaxy and Automation Hub check it: ansible-test sanity and units,
-# ansible-lint production, on the installed tarball (scripts/check_collection.py).
-sanity: venv  ## the built collection: ansible-test sanity, ansible-test units, ansible-lint (production)
+# ansible-lint production, on the installed tarball, and galaxy-importer (scripts/check_collection.py).
+sanity: venv  ## the built collection: ansible-test sanity and units, ansible-lint (production), galaxy-importer
 	$(BIN)/python scripts/check_collection.py
 
 # Molecule scenarios against Postgres containers: with the first working engine

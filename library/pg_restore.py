@@ -92,6 +92,17 @@ options:
     description: Refuse a target restore unless O(run_id) holds the run lease.
     type: bool
     default: false
+  progress_seconds:
+    description:
+      - Run with C(async) and C(poll), a progress line this often (O(mode=target) - the archive's SQL sent to
+        the target so far; O(mode=rehearse) - the scratch database's size), read at each of Ansible's polls.
+    type: float
+    default: 10.0
+  controller_pid:
+    description:
+      - The ansible-playbook to watch before the COMMIT when the module runs detached (C(async)); its
+        action plugin sets it. Not for playbooks.
+    type: int
 extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
@@ -185,6 +196,8 @@ def main() -> None:
         refuse_others_writes={"type": "bool", "default": False},
         run_id={"type": "str"},
         require_lease={"type": "bool", "default": False},
+        progress_seconds={"type": "float", "default": 10.0},
+        controller_pid={"type": "int"},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
                            required_if=[("mode", "scratch", ["scratch_db"]), ("require_lease", True, ["run_id"])])
@@ -207,7 +220,8 @@ def main() -> None:
                 with connect(p) as conn, conn.transaction(), conn.cursor() as cur:
                     check(cur, p["run_id"])
             what = restore_target(p, archive, schemas=p["schemas"], tables=p["tables"],
-                                  lock_timeout=p["lock_timeout"], bindir=p["pg_bindir"], run_id=p["run_id"])
+                                  lock_timeout=p["lock_timeout"], bindir=p["pg_bindir"], run_id=p["run_id"],
+                                  controller_pid=p["controller_pid"])
             what.pop("manifest")
             module.exit_json(changed=True, sha256=sha256, discard_report=report, **what,
                              msg=f"restored {archive} into {p['login_db']} in one transaction; discarded: "

@@ -11,6 +11,28 @@ from collections.abc import Callable
 from typing import Any
 
 
+def with_controller_pid() -> type:
+    """The normal action plus one thing only the controller knows: its own pid (pg_migrate, pg_restore).
+
+    Under `async:` the module runs detached from ansible-playbook (async_wrapper daemonizes it), so the
+    ancestor chain it watches before its COMMIT no longer leads to the controller; told the controller's pid
+    (and checking its start time), a killed ansible-playbook still stops it from committing.
+    """
+    from ansible.plugins.action.normal import ActionModule as NormalAction
+
+    from ..module_utils.controller import ControllerWatch
+
+    class ActionModule(NormalAction):
+        def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+            if self._task.async_val and self._connection.transport in ("local", "ansible.builtin.local"):
+                pid = ControllerWatch().controller_pid()
+                if pid:
+                    self._task.args = {**self._task.args, "controller_pid": pid}
+            return super().run(tmp, task_vars)
+
+    return ActionModule
+
+
 def action(argument_spec: dict[str, Any], run: Callable[..., dict[str, Any]], *, check_mode: bool = False) -> type:
     from ansible.plugins.action import ActionBase
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import subprocess
 import threading
 import uuid
@@ -272,18 +271,29 @@ def _preamble(params: dict[str, Any], what: dict[str, Any], schemas: list[str], 
 
 def restore_target(params: dict[str, Any], archive: str, *, schemas: list[str] | None = None,
                    tables: list[str] | None = None, lock_timeout: str = "30s",
-                   bindir: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+                   bindir: str | None = None, run_id: str | None = None,
+                   controller_pid: int | None = None) -> dict[str, Any]:
     """Make the target what the archive holds, in one transaction that we open and commit.
 
     With `tables`, only their rows: emptied, then reloaded from the archive (schema kept).
     pgrollout's records (lease, lease events, history) are left as they are and the restore is
     appended to the history in the same transaction.
     """
+    schemas, tables = schemas or [], tables or []
+    watch = ControllerWatch(controller_pid)  # before anything runs: the ancestors this restore answers to
+    now = {"doing": "verifying the archive's checksum and manifest", "sent": 0, "of": None}
+    with _target_progress(params, now):
+        return _restore_target(params, archive, schemas, tables, lock_timeout, bindir, run_id, watch, now)
+
+
+def _restore_target(params: dict[str, Any], archive: str, schemas: list[str], tables: list[str], lock_timeout: str,
+                    bindir: str | None, run_id: str | None, watch: ControllerWatch, now: dict[str, Any]
+                    ) -> dict[str, Any]:
     import tempfile
 
-    schemas, tables = schemas or [], tables or []
-    watch = ControllerWatch()  # before anything runs: the ancestors this restore answers to
     manifest = verify_archive(archive, params, bindir)
+    now.update(doing="reading what the archive holds and what was created since",
+               of=manifest.get("database_size_bytes"))
     what = plan(params, archive, schemas, tables, bindir)
     preamble = _preamble(params, what, schemas, tables, lock_timeout)
     mode = ["--data-only"] if tables else ["--clean", "--if-exists"]
@@ -297,9 +307,11 @@ def restore_target(params: dict[str, Any], archive: str, *, schemas: list[str] |
         listing.flush()
         restore_cmd = [tool_path("pg_restore", bindir), *mode, "--use-list", listing.name, "--file", "-",
                        *_selectors(schemas, tables), archive]
+        now["doing"] = "starting pg_restore"
         with client_environment(params) as env:
             _pipe(restore_cmd, psql, env, f"restore of {archive} into {params['login_db']}", _setting(lock_timeout),
-                  preamble, _history_entry(params, archive, manifest, run_id), watch)
+                  preamble, _history_entry(params, archive, manifest, run_id), watch, now)
+    now.update(doing="committed; recording the catalog", sent=0)
     _record_catalog(params, run_id)
     return {"manifest": manifest, **public(what)}
 
@@ -337,8 +349,34 @@ def _setting(value: str) -> str:
     return value.strip()
 
 
+def _target_progress(params: dict[str, Any], now: dict[str, Any]) -> Any:
+    """The progress line of a target restore under async: what it is doing, and once pg_restore's SQL flows,
+    how much of it was sent (counted as it is piped), beside the dumped database's size to measure it by."""
+    from .progress import Progress
+
+    def line() -> str:
+        if not now["sent"]:
+            return f"restore: {now['doing']}"
+        of = f" (the dumped database was {int(now['of']) // 1048576} MB)" if now["of"] else ""
+        return (f"restore: {now['sent'] // 1048576} MB of the archive's SQL sent to {params['login_db']}, in one "
+                f"transaction{of}")
+
+    return Progress(line, float(params.get("progress_seconds") or 10.0))
+
+
+def _copy_counting(source: Any, target: Any, now: dict[str, Any] | None) -> None:
+    while True:
+        chunk = source.read(1 << 20)
+        if not chunk:
+            return
+        target.write(chunk)
+        if now is not None:
+            now["sent"] += len(chunk)
+
+
 def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: str, lock_timeout: str,
-          preamble: str, epilogue: str = "", watch: ControllerWatch | None = None) -> None:
+          preamble: str, epilogue: str = "", watch: ControllerWatch | None = None,
+          now: dict[str, Any] | None = None) -> None:
     """BEGIN; preamble; producer's script; and COMMIT only once the producer exited 0.
 
     psql --single-transaction would commit whatever arrived when its input
@@ -363,7 +401,9 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
             head = first.stdout.read(1 << 16)
             # the script's header would lift our lock_timeout
             second.stdin.write(head.replace(b"SET lock_timeout = 0;", f"SET lock_timeout = '{lock_timeout}';".encode()))
-            shutil.copyfileobj(first.stdout, second.stdin, 1 << 20)
+            _copy_counting(first.stdout, second.stdin, now)
+            if now is not None:
+                now["doing"] = "pg_restore's SQL all sent; the target runs the rest, then COMMIT"
             first.wait()
             if first.returncode == 0:
                 # psql runs what it was given (lock waits included) before it echoes the marker: only then

@@ -8,6 +8,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO, execute, query, set_playbook
 from migsets import MigrationSet
 from sessions import Blocker
@@ -342,13 +344,17 @@ def test_a_read_replica_is_refused_by_every_playbook_that_writes(cluster, db, tm
         standby.destroy()
 
 
-def test_an_orphaned_restore_rolls_back_like_an_orphaned_migration(playbook, db):
-    """SIGKILL ansible-playbook while pg_restore's psql waits for a lock: the restore must not commit."""
+@pytest.mark.parametrize("detached", [False, True], ids=["task", "async-job"])
+def test_an_orphaned_restore_rolls_back_like_an_orphaned_migration(playbook, db, detached):
+    """SIGKILL ansible-playbook while pg_restore's psql waits for a lock: the restore must not commit - also as
+    an async job (a big database: async_wrapper detaches the module; it watches the controller's pid)."""
     first = playbook.run()
     assert first.returncode == 0, first.stdout[-3000:]
     record = playbook.evidence()[-1]
+    progress = ["-e", "pgrollout_progress_min_bytes=0", "-e", "pgrollout_progress_seconds=1"] if detached else []
     with Blocker(db, "public.kb_patterns") as blocker:
-        proc = playbook.start("rollback.yml", *restore_args(record), "-e", "pgrollout_restore_lock_timeout=120s")
+        proc = playbook.start("rollback.yml", *restore_args(record), "-e", "pgrollout_restore_lock_timeout=120s",
+                              *progress)
         blocker.kill_when_queued(proc)  # the condition: the restore's transaction queued behind the blocker
     # the orphan's psql gets its lock, runs the rest, and ends without our COMMIT
     while query(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "

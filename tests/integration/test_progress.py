@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -108,6 +109,37 @@ def test_a_big_file_on_a_small_database_says_its_progress_in_the_preflight_and_w
     assert record["outcome"] == "succeeded" and record["changed"] == ["001"]
     with session(empty_db) as check:
         assert check.execute('SELECT count(*) FROM public."Bulk Rows"').fetchone()[0] == k * 1000
+
+
+def test_a_restore_into_the_target_says_how_much_of_the_archive_it_has_sent(playbook, db, tmp_path):
+    """rollback.yml in dev with a broken rollback script restores the run's backup: under async (a big database;
+    here every database is big enough) its polls say the archive's SQL sent so far, growing, and the target
+    ends as it was before the rollback run, the big table's rows included."""
+    with session(db) as setup:
+        setup.execute("CREATE TABLE public.archive_rows AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS a "
+                      "FROM generate_series(1, 1500000) g")
+    proc = playbook.run()
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    rollbacks = tmp_path / "rollbacks"
+    shutil.copytree(REPO / "supabase" / "rollbacks", rollbacks)
+    script = rollbacks / "003_bot_registration_sharing_rollback.sql"
+    script.write_text(script.read_text() + "\nSELECT 1 / 0;\n")
+    playbook.set(pgrollout_rollbacks_dir=str(rollbacks), pgrollout_progress_min_bytes=0,
+                 pgrollout_progress_seconds=1, pgrollout_backup_rehearse=False)
+    rolled = subprocess.run(playbook.command("rollback.yml"), cwd=REPO, text=True, capture_output=True, timeout=900,
+                            env=playbook.environment(ANSIBLE_STDOUT_CALLBACK="pgrollout"))
+    assert rolled.returncode != 0 and "pgrollout_auto_restore restored this run's backup" in rolled.stdout, \
+        rolled.stdout[-3000:]
+    sending = re.compile(r"\.\.\. restore : .*\(\d+s\): restore: (\d+) MB of the archive's SQL sent to \S+, in one "
+                         r"transaction \(the dumped database was \d+ MB\)")
+    sent = [int(m.group(1)) for m in map(sending.search, rolled.stdout.splitlines()) if m]
+    said = [x for x in rolled.stdout.splitlines() if re.search(r"\.\.\. restore : .*\(\d+s\): restore: ", x)]
+    # a line at each poll, from the checksum to the COMMIT; the MB sent measured as they go
+    assert len(said) >= 2 and sent and sent == sorted(sent), rolled.stdout[-3000:]
+    with session(db) as check:
+        assert check.execute("SELECT count(*) FROM public.archive_rows").fetchone()[0] == 1500000
+        assert check.execute("SELECT to_regclass('public.bots')::text").fetchone()[0] == "bots"  # 003 still applied
+    assert playbook.evidence()[-1]["rollback"]["path_taken"] == "restore"
 
 
 def test_a_restore_rehearsal_says_how_far_the_scratch_database_has_grown(db, empty_db):

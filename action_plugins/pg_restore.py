@@ -1,0 +1,7 @@
+"""pg_restore as Ansible runs any module, told the controller's pid under async (plugin_utils/actions.py):
+a target restore run as a polled async job still never commits once its ansible-playbook is gone."""
+from __future__ import annotations
+
+from ansible_collections.pgrollout.postgresql.plugins.plugin_utils.actions import with_controller_pid
+
+ActionModule = with_controller_pid()
