@@ -80,3 +80,14 @@ options:
     choices: [supabase, updown]
     default: supabase
 """
+
+    # Modules that commit only while the ansible-playbook that ran them lives, async jobs too (pg_migrate,
+    # pg_restore): their action plugin sets the option.
+    CONTROLLER = r"""
+options:
+  controller_pid:
+    description:
+      - The ansible-playbook to watch before a COMMIT when the module runs detached (C(async)); its
+        action plugin sets it. Not for playbooks.
+    type: int
+"""

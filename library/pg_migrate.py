@@ -131,12 +131,8 @@ options:
         the statement waits for - read from a second connection. Not under async, nothing is read.
     type: float
     default: 10.0
-  controller_pid:
-    description:
-      - The ansible-playbook to watch before every COMMIT when the module runs detached (C(async)); its
-        action plugin sets it. Not for playbooks.
-    type: int
-extends_documentation_fragment: [pgrollout.postgresql.pgrollout, pgrollout.postgresql.pgrollout.layout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout, pgrollout.postgresql.pgrollout.layout,
+                                 pgrollout.postgresql.pgrollout.controller]
 attributes:
   check_mode:
     support: full

@@ -98,12 +98,7 @@ options:
         the target so far; O(mode=rehearse) - the scratch database's size), read at each of Ansible's polls.
     type: float
     default: 10.0
-  controller_pid:
-    description:
-      - The ansible-playbook to watch before the COMMIT when the module runs detached (C(async)); its
-        action plugin sets it. Not for playbooks.
-    type: int
-extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
+extends_documentation_fragment: [pgrollout.postgresql.pgrollout, pgrollout.postgresql.pgrollout.controller]
 attributes:
   check_mode:
     support: full
