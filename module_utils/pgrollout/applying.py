@@ -18,7 +18,7 @@ SELECT a.wait_event_type, a.wait_event, extract(epoch FROM now() - a.query_start
 FROM pg_stat_activity a LEFT JOIN pg_stat_progress_create_index p ON p.pid = a.pid
 WHERE a.pid = %s
 """
-_BLOCKERS_SQL = """
+BLOCKERS_SQL = """
 SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?'), state,
        extract(epoch FROM now() - coalesce(xact_start, state_change))::int,
        left(regexp_replace(query, '\\s+', ' ', 'g'), 60)
@@ -94,7 +94,7 @@ class ApplyWatch:
         if command:
             said += "; " + index_said(command, phase, row[6:8], row[8:10], row[10:12])
         if wait_type == "Lock" and blocking:
-            held = self.conn.execute(_BLOCKERS_SQL, [blocking]).fetchall()
+            held = self.conn.execute(BLOCKERS_SQL, [blocking]).fetchall()
             said += (f"; the statement has run {seconds} s, waiting for a lock ({wait_event}) held by "
                      f"{blockers_said(held)}")
         return said

@@ -20,6 +20,7 @@ import re
 import subprocess
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -349,19 +350,43 @@ def _setting(value: str) -> str:
     return value.strip()
 
 
-def _target_progress(params: dict[str, Any], now: dict[str, Any]) -> Any:
+@contextlib.contextmanager
+def _target_progress(params: dict[str, Any], now: dict[str, Any]) -> Iterator[None]:
     """The progress line of a target restore under async: what it is doing, and once pg_restore's SQL flows,
     how much of it was sent (counted as it is piped), beside the dumped database's size to measure it by."""
     from .progress import Progress
 
-    def line() -> str:
-        if not now["sent"]:
-            return f"restore: {now['doing']}"
-        of = f" (the dumped database was {int(now['of']) // 1048576} MB)" if now["of"] else ""
-        return (f"restore: {now['sent'] // 1048576} MB of the archive's SQL sent to {params['login_db']}, in one "
-                f"transaction{of}")
+    watcher: dict[str, Any] = {}
 
-    return Progress(line, float(params.get("progress_seconds") or 10.0))
+    def line() -> str:
+        of = f" (the dumped database was {int(now['of']) // 1048576} MB)" if now["of"] else ""
+        doing = (f"{now['sent'] // 1048576} MB of the archive's SQL sent to {params['login_db']}, in one "
+                 f"transaction{of}") if now["sent"] else now["doing"]
+        return f"restore: {doing}" + _waiting(params, now.get("backend"), watcher)
+
+    try:
+        with Progress(line, float(params.get("progress_seconds") or 10.0)):
+            yield
+    finally:
+        if "conn" in watcher:
+            watcher["conn"].close()
+
+
+def _waiting(params: dict[str, Any], backend: int | None, watcher: dict[str, Any]) -> str:
+    """'; waiting for a lock held by pid N (...)' while the restore's session waits for one, else ''; read on a
+    connection of its own, opened at the first look (only under async)."""
+    if not backend:
+        return ""
+    from .applying import BLOCKERS_SQL, blockers_said
+    from .connection import connect
+
+    if "conn" not in watcher:
+        watcher["conn"] = connect(params, autocommit=True)
+    conn = watcher["conn"]
+    (blocking,) = conn.execute("SELECT pg_blocking_pids(%s)", [backend]).fetchone()
+    if not blocking:
+        return ""
+    return f"; waiting for a lock held by {blockers_said(conn.execute(BLOCKERS_SQL, [blocking]).fetchall())}"
 
 
 def _copy_counting(source: Any, target: Any, now: dict[str, Any] | None) -> None:
@@ -392,15 +417,19 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
         ready = threading.Event()
         readers = [threading.Thread(target=lambda: errors.__setitem__("first", first.stderr.read())),
                    threading.Thread(target=lambda: errors.__setitem__("second", second.stderr.read())),
-                   threading.Thread(target=_watch_for_marker, args=(second.stdout, ready))]
+                   threading.Thread(target=_watch_for_marker, args=(second.stdout, ready, now))]
         for reader in readers:
             reader.start()
         committed = orphaned = False
         try:
-            second.stdin.write(b"BEGIN;\n" + preamble.encode())
+            # the session's pid first: the progress line asks the server what it waits for
+            second.stdin.write(b"BEGIN;\nSELECT pg_backend_pid() AS pgrollout_backend \\gset\n\\echo " + _BACKEND
+                               + b":pgrollout_backend\n" + preamble.encode())
             head = first.stdout.read(1 << 16)
             # the script's header would lift our lock_timeout
             second.stdin.write(head.replace(b"SET lock_timeout = 0;", f"SET lock_timeout = '{lock_timeout}';".encode()))
+            if now is not None:
+                now["sent"] += len(head)
             _copy_counting(first.stdout, second.stdin, now)
             if now is not None:
                 now["doing"] = "pg_restore's SQL all sent; the target runs the rest, then COMMIT"
@@ -436,13 +465,18 @@ def _pipe(producer: list[str], consumer: list[str], env: dict[str, str], what: s
 
 
 _READY = b"pgrollout: restore ready to commit"
+_BACKEND = b"pgrollout: restore session "
 
 
-def _watch_for_marker(stream: Any, ready: threading.Event) -> None:
-    """Read psql's output (it must not fill its pipe) and set `ready` at the marker line."""
+def _watch_for_marker(stream: Any, ready: threading.Event, now: dict[str, Any] | None = None) -> None:
+    """Read psql's output (it must not fill its pipe), keep the session's pid (said first) in `now`, and set
+    `ready` at the marker line."""
     for line in stream:
-        if line.rstrip(b"\n") == _READY:
+        said = line.rstrip(b"\n")
+        if said == _READY:
             ready.set()
+        elif said.startswith(_BACKEND) and now is not None:
+            now["backend"] = int(said.removeprefix(_BACKEND))
 
 
 def _rows_now_and_written(cur: Any, tables: list[tuple[str, str]], since_xid: str | None,

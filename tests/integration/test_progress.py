@@ -12,6 +12,7 @@ import psycopg
 
 from conftest import REPO, set_playbook
 from migsets import MigrationSet, chain
+from sessions import Blocker
 
 PROGRESS = re.compile(r"backup: pg_dump has dumped (\d+) of (\d+) tables, (\d+) bytes written")
 
@@ -111,13 +112,13 @@ def test_a_big_file_on_a_small_database_says_its_progress_in_the_preflight_and_w
         assert check.execute('SELECT count(*) FROM public."Bulk Rows"').fetchone()[0] == k * 1000
 
 
-def test_a_restore_into_the_target_says_how_much_of_the_archive_it_has_sent(playbook, db, tmp_path):
-    """rollback.yml in dev with a broken rollback script restores the run's backup: under async (a big database;
-    here every database is big enough) its polls say the archive's SQL sent so far, growing, and the target
-    ends as it was before the rollback run, the big table's rows included."""
+def test_a_restore_into_the_target_says_what_it_sent_and_who_holds_it_up(playbook, db, tmp_path):
+    """rollback.yml in dev with a broken rollback script restores the run's backup. Under async (a big database;
+    here every database is big enough) its polls say the archive's SQL sent so far and, while a session holds a
+    lock the restore needs, that session; once it lets go, the target ends as it was before the rollback run."""
     with session(db) as setup:
-        setup.execute("CREATE TABLE public.archive_rows AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS a "
-                      "FROM generate_series(1, 1500000) g")
+        setup.execute('CREATE TABLE public."Archive Rows" AS SELECT g AS id, md5(g::text) AS a '
+                      "FROM generate_series(1, 100000) g")
     proc = playbook.run()
     assert proc.returncode == 0, proc.stdout[-3000:]
     rollbacks = tmp_path / "rollbacks"
@@ -125,19 +126,29 @@ def test_a_restore_into_the_target_says_how_much_of_the_archive_it_has_sent(play
     script = rollbacks / "003_bot_registration_sharing_rollback.sql"
     script.write_text(script.read_text() + "\nSELECT 1 / 0;\n")
     playbook.set(pgrollout_rollbacks_dir=str(rollbacks), pgrollout_progress_min_bytes=0,
-                 pgrollout_progress_seconds=1, pgrollout_backup_rehearse=False)
-    rolled = subprocess.run(playbook.command("rollback.yml"), cwd=REPO, text=True, capture_output=True, timeout=900,
-                            env=playbook.environment(ANSIBLE_STDOUT_CALLBACK="pgrollout"))
-    assert rolled.returncode != 0 and "pgrollout_auto_restore restored this run's backup" in rolled.stdout, \
-        rolled.stdout[-3000:]
+                 pgrollout_progress_seconds=1, pgrollout_backup_rehearse=False, pgrollout_restore_lock_timeout="120s")
     sending = re.compile(r"\.\.\. restore : .*\(\d+s\): restore: (\d+) MB of the archive's SQL sent to \S+, in one "
                          r"transaction \(the dumped database was \d+ MB\)")
-    sent = [int(m.group(1)) for m in map(sending.search, rolled.stdout.splitlines()) if m]
-    said = [x for x in rolled.stdout.splitlines() if re.search(r"\.\.\. restore : .*\(\d+s\): restore: ", x)]
-    # a line at each poll, from the checksum to the COMMIT; the MB sent measured as they go
-    assert len(said) >= 2 and sent and sent == sorted(sent), rolled.stdout[-3000:]
+    with Blocker(db, 'public."Archive Rows"') as blocker:  # the restore's DROP TABLE waits for it
+        held_up = re.compile(rf"{sending.pattern}; waiting for a lock held by pid {blocker.pid} \(test-blocker, "
+                             r"idle in transaction, in its transaction \d+ s: LOCK TABLE")
+        console = playbook.environment(ANSIBLE_STDOUT_CALLBACK="pgrollout")
+        child = subprocess.Popen(playbook.command("rollback.yml"), cwd=REPO, text=True, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, env=console)
+        seen: list[str] = []
+        assert child.stdout is not None
+        for line in child.stdout:  # the condition: two polls said who holds the restore up
+            seen.append(line.rstrip())
+            if sum(bool(held_up.search(x)) for x in seen) >= 2:
+                break
+    rest, _ = child.communicate(timeout=600)
+    seen += rest.splitlines()
+    text = "\n".join(seen)
+    assert child.returncode != 0 and "pgrollout_auto_restore restored this run's backup" in text, text[-3000:]
+    sent = [int(m.group(1)) for m in map(sending.search, seen) if m]
+    assert sum(bool(held_up.search(x)) for x in seen) >= 2 and sent == sorted(sent), text[-3000:]
     with session(db) as check:
-        assert check.execute("SELECT count(*) FROM public.archive_rows").fetchone()[0] == 1500000
+        assert check.execute('SELECT count(*) FROM public."Archive Rows"').fetchone()[0] == 100000
         assert check.execute("SELECT to_regclass('public.bots')::text").fetchone()[0] == "bots"  # 003 still applied
     assert playbook.evidence()[-1]["rollback"]["path_taken"] == "restore"
 
