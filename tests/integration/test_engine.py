@@ -149,9 +149,12 @@ def test_a_concurrent_build_that_times_out_says_the_invalid_index_it_left(empty_
     with connection.connect(empty_db) as holder:
         holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         holder.execute('SELECT count(*) FROM "Accounts"')  # a snapshot the build waits out
-        with pytest.raises(migrate.MigrationError) as info:
-            run(empty_db, mset, files=[str(path)], lock_timeout="300ms", retries=1)
+        opts = options(lock_timeout="300ms", retries=1)
+        with connection.connect(empty_db) as conn, pytest.raises(migrate.MigrationError) as info:
+            migrate.apply_plan(conn, plan.build(layout_of(mset), [str(path)], "up"), opts)
         holder.rollback()
+    # what the progress line said on the last try: the statement's second attempt of two
+    assert opts.now.said() == "migrate: 002_index_email.sql, statement 1 of 1, attempt 2 of 2"
     said, details = str(info.value), info.value.details
     assert "could not drop the INVALID index public.Accounts E-mail" in said and "still on the target" in said
     assert details["partial"]["invalid_indexes"] == ["public.Accounts E-mail"], details
