@@ -103,6 +103,7 @@ from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import
     report,
     run,
     spec_checks,
+    specs_report,
     validate,
 )
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
@@ -117,13 +118,9 @@ def with_audit(module: AnsibleModule) -> None:
     """The specs' checks, then the audit's, on one connection: two results in one module run."""
     p = module.params
     try:
-        checks = all_checks(p["specs"], p["lasting_specs"], p["checks"]) \
-            if p["specs"] or p["lasting_specs"] or p["checks"] else None
         audit = all_checks([], [], p["audit_checks"])
         with connect(p) as conn:
-            specs_result = {"skipped": True, "msg": "no spec to run"} if checks is None else \
-                report(run(conn, checks, p["statement_timeout"])) if checks else \
-                {**report([]), "msg": "no lasting check in " + ", ".join(p["lasting_specs"])}
+            specs_result = specs_report(conn, p["specs"], p["lasting_specs"], p["checks"], p["statement_timeout"])
             audit_result = report(run(conn, audit, p["statement_timeout"]))
     except (SpecError, RuntimeError) as exc:
         module.fail_json(msg=str(exc))

@@ -153,7 +153,9 @@ facts:
         - applied, pending (file names), pending_paths, pending_versions, drifted,
           drift_accepted, out_of_order, missing_files, newest_applied, target_version,
           beyond_target, pending_without_rollback, layout, and files (each with its
-          rollback file and specs, and whether they exist), in the order they run.
+          rollback file and specs, and whether they exist), in the order they run;
+          pending_files (the entries of files that are pending) and checksums (each
+          file's path to its checksum, what the migrate step may run).
       type: dict
     rollback_plan:
       description: With O(rollback), the migrations to roll back, newest first (as in files).
@@ -176,7 +178,9 @@ facts:
       description: With O(checks_if_current) and nothing to run, the checks' results as pg_assert returns them.
       type: dict
     verify:
-      description: With O(checks_if_current) and nothing to run, the applied specs' checks (see C(verify_specs)).
+      description:
+        - With O(checks_if_current) and nothing to run, the applied specs' checks (see C(verify_specs)),
+          as pg_assert returns them; skipped (C(no spec to run)) where no applied file has a spec.
       type: dict
     lease: {description: "The run lease held on the database (pg_lease), or null.", type: dict}
     schema_drift:
@@ -240,7 +244,7 @@ from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import
     after_commit,
     report,
     run,
-    spec_checks,
+    specs_report,
     validate,
 )
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
@@ -305,9 +309,8 @@ def main() -> None:
                 # the state as the applied specs describe it: the newest one whole, the others' lasting checks
                 facts["verify_specs"] = after_commit([{"changed": True, "spec": a.get("spec")}
                                                       for a in facts["migrations"]["applied_details"] if a.get("file")])
-                found = spec_checks(facts["verify_specs"]["specs"], facts["verify_specs"]["lasting_specs"])
-                if found:
-                    facts["verify"] = report(run(conn, found, p["statement_timeout"]))
+                facts["verify"] = specs_report(conn, facts["verify_specs"]["specs"],
+                                               facts["verify_specs"]["lasting_specs"], None, p["statement_timeout"])
         facts["pooler"] = pooler(p)
     except (RuntimeError, MigrationFileError, SpecError, PlanError) as exc:
         module.fail_json(msg=str(exc))

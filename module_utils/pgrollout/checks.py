@@ -292,6 +292,20 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
             "not_passed": not_passed, "msg": msg, "failed": bool(failed)}
 
 
+def specs_report(conn: Connection, specs: list[str], lasting_specs: list[str], checks: list[dict[str, Any]] | None,
+                 statement_timeout: str) -> dict[str, Any]:
+    """What pg_assert returns for the specs (the lasting checks of `lasting_specs`) and the given checks.
+
+    No spec and no check at all is a skipped result without a query; pg_facts says the same for an
+    unchanged target, so a run with nothing pending starts no module to verify nothing."""
+    if not (specs or lasting_specs or checks):
+        return {"skipped": True, "msg": "no spec to run"}
+    found = spec_checks(specs, lasting_specs) + (validate(checks) if checks else [])
+    if not found:
+        return {**report([]), "msg": "no lasting check in " + ", ".join(lasting_specs)}
+    return report(run(conn, found, statement_timeout))
+
+
 def failures(results: list[dict[str, Any]], severity: str = "fail") -> list[dict[str, Any]]:
     return [r for r in results if r["status"] != "passed" and r["severity"] == severity]
 

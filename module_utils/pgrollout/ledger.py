@@ -142,36 +142,41 @@ class Recorded(dict):
         return default
 
 
-_GOLANG_SQL = """
-SELECT count(*) = 2 FROM information_schema.columns
-WHERE table_schema = 'public' AND table_name = 'schema_migrations' AND column_name IN ('version', 'dirty')
+# Which ledgers the database has, in one query (read runs before every file): the Supabase CLI's and
+# pgrollout's tables, golang-migrate's public.schema_migrations (version, dirty), Flyway's history.
+_LEDGERS_SQL = """
+SELECT to_regclass('supabase_migrations.schema_migrations') IS NOT NULL,
+       to_regclass('pgrollout.migrations') IS NOT NULL,
+       (SELECT count(*) = 2 FROM pg_attribute
+        WHERE attrelid = to_regclass('public.schema_migrations') AND attname IN ('version', 'dirty')
+          AND attnum > 0 AND NOT attisdropped),
+       to_regclass('flyway_schema_history') IS NOT NULL
 """
 
 
-def _foreign(cur: Cursor, recorded: Recorded) -> None:
-    """golang-migrate's public.schema_migrations (version, dirty) and Flyway's flyway_schema_history."""
-    cur.execute(_GOLANG_SQL)
-    if cur.fetchone()[0]:
-        cur.execute("SELECT version::bigint, dirty FROM public.schema_migrations ORDER BY version DESC LIMIT 1")
-        row = cur.fetchone()
-        if row and row[1]:
+def _golang(cur: Cursor, recorded: Recorded) -> None:
+    """golang-migrate's ledger: only its current version, every version up to it applied."""
+    cur.execute("SELECT version::bigint, dirty FROM public.schema_migrations ORDER BY version DESC LIMIT 1")
+    row = cur.fetchone()
+    if row and row[1]:
+        raise ForeignLedgerError(
+            f"golang-migrate's ledger (public.schema_migrations) marks version {row[0]} dirty: a migration "
+            "failed halfway under golang-migrate. Repair the database by hand, then clear the flag "
+            f"(migrate force {row[0]}, or UPDATE public.schema_migrations SET dirty = false) and run again")
+    if row:
+        recorded.covered_upto, recorded.tool = int(row[0]), "golang-migrate"
+
+
+def _flyway(cur: Cursor, recorded: Recorded) -> None:
+    cur.execute("SELECT version, description, success FROM flyway_schema_history WHERE version IS NOT NULL")
+    for version, description, success in cur.fetchall():
+        if not success:
             raise ForeignLedgerError(
-                f"golang-migrate's ledger (public.schema_migrations) marks version {row[0]} dirty: a migration "
-                "failed halfway under golang-migrate. Repair the database by hand, then clear the flag "
-                f"(migrate force {row[0]}, or UPDATE public.schema_migrations SET dirty = false) and run again")
-        if row:
-            recorded.covered_upto, recorded.tool = int(row[0]), "golang-migrate"
-    cur.execute("SELECT to_regclass('flyway_schema_history') IS NOT NULL")
-    if cur.fetchone()[0]:
-        cur.execute("SELECT version, description, success FROM flyway_schema_history WHERE version IS NOT NULL")
-        for version, description, success in cur.fetchall():
-            if not success:
-                raise ForeignLedgerError(
-                    f"Flyway's ledger (flyway_schema_history) records version {version} as failed: repair it "
-                    "(flyway repair) before pgrollout runs")
-            if version.isdigit() and int(version) not in recorded:
-                recorded[int(version)] = Applied(version, description, None)
-        recorded.tool = recorded.tool or "flyway"
+                f"Flyway's ledger (flyway_schema_history) records version {version} as failed: repair it "
+                "(flyway repair) before pgrollout runs")
+        if version.isdigit() and int(version) not in recorded:
+            recorded[int(version)] = Applied(version, description, None)
+    recorded.tool = recorded.tool or "flyway"
 
 
 def missing_parts(cur: Cursor) -> list[str]:
@@ -208,15 +213,19 @@ def exists(cur: Cursor) -> bool:
 def read(cur: Cursor) -> Recorded:
     """Applied migrations by version number (ours, the Supabase CLI's, golang-migrate's, Flyway's)."""
     result = Recorded()
-    if exists(cur):
-        _supabase(cur, result)
-    _foreign(cur, result)
+    cur.execute(_LEDGERS_SQL)
+    supabase, ours, golang, flyway = cur.fetchone()
+    if supabase:
+        _supabase(cur, result, ours)
+    if golang:
+        _golang(cur, result)
+    if flyway:
+        _flyway(cur, result)
     return result
 
 
-def _supabase(cur: Cursor, result: Recorded) -> None:
-    cur.execute("SELECT to_regclass('pgrollout.migrations') IS NOT NULL")
-    if cur.fetchone()[0]:
+def _supabase(cur: Cursor, result: Recorded, ours: bool) -> None:
+    if ours:
         cur.execute(
             "SELECT s.version, s.name, m.checksum FROM supabase_migrations.schema_migrations s "
             "LEFT JOIN pgrollout.migrations m USING (version)")

@@ -178,14 +178,19 @@ def status(cur: Cursor, layout: Layout, accept_drift: list[str] = (), allow_out_
             "checksum": entry.checksum, "file": file.up if file else None,
             "checksum_matches": None if not (file and entry.checksum) else entry.checksum == file_sum,
             "spec": file.spec if file and os.path.exists(file.spec) else None})
+    listed = [{**m.as_dict(), "checksum": loaded[m.number].checksum,
+               "transactional": loaded[m.number].transactional} for m in migrations]
+    pending_paths = {m.up for m in pending}
     return {
         "layout": layout.layout,
         "foreign_ledger": raw.tool,
         "applied_details": applied_rows,
         "applied": [applied[n].version for n in in_order],
         "applied_checksums": {applied[n].version: applied[n].checksum for n in in_order},
-        "files": [{**m.as_dict(), "checksum": loaded[m.number].checksum,
-                   "transactional": loaded[m.number].transactional} for m in migrations],
+        "files": listed,
+        # what the gates judge and the migrate step may run, decided here rather than by Jinja over 150 files
+        "pending_files": [f for f in listed if f["path"] in pending_paths],
+        "checksums": {f["path"]: f["checksum"] for f in listed},
         "pending": [os.path.basename(m.up) for m in pending],
         "pending_paths": [m.up for m in pending],
         "pending_versions": [m.version for m in pending],

@@ -38,3 +38,31 @@ def test_a_rollout_and_a_run_with_nothing_pending_stay_within_their_task_budget(
     print("nothing pending", len(executed(nothing)), executed(nothing))
     assert len(executed(nothing)) <= NOTHING_PENDING, executed(nothing)
     assert len(executed(forward)) <= FORWARD, executed(forward)
+
+
+VERIFY_TASK = "Run the newest changed file's spec and the earlier files' lasting checks, then the security audit"
+
+
+def test_a_run_with_nothing_pending_and_no_spec_starts_no_module_to_verify_nothing(empty_db, tmp_path):
+    """The preflight's one call re-verifies an unchanged target; where no applied file has a spec it says so,
+    as pg_assert did, and the verify step starts no module (issue 22: 0.6 s of a no-op's 3.8 s CPU)."""
+    from migsets import MigrationSet
+
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "plain rows", 'CREATE TABLE public."Plain Rows" (id int PRIMARY KEY);\n',
+             'DROP TABLE public."Plain Rows";\n')
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    book.set(pgrollout_require_verification=False)
+    forward = book.run()
+    assert forward.returncode == 0, forward.stdout[-3000:]
+    assert book.task_results(forward, VERIFY_TASK), "the forward run verifies with pg_assert"
+    nothing = book.run()
+    assert nothing.returncode == 0, nothing.stdout[-3000:]
+    assert book.task_results(nothing, VERIFY_TASK) == []
+    forward_record, record = book.evidence()
+    assert record["outcome"] == "no_change"
+    # what the forward run's pg_assert said for no spec (skipped: no verification in the record), said by the
+    # preflight without a module; the audit ran all the same
+    assert record["verification"] is None and forward_record["verification"] is None
+    assert record["audit"]["failed"] == 0 and record["audit"]["passed"] == forward_record["audit"]["passed"] > 0
+    assert "no verification spec for the files of this run" in nothing.stdout
