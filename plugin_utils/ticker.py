@@ -10,35 +10,22 @@ A step quicker than one interval says nothing.
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
+
+from ..module_utils.progress import Progress
 
 
-class Ticker:
+class Ticker(Progress):
+    """Progress said through `say` (Display), each line in the console's poll form with the time elapsed."""
+
     def __init__(self, task: str, what: Callable[[], str], every: float, say: Callable[[str], object]) -> None:
-        self.task, self.what, self.every, self.say = task, what, every, say
-        self.said: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._started = time.monotonic()
+        self.task, self._started = task, time.monotonic()
+        super().__init__(lambda: f"   ... {task} ({time.monotonic() - self._started:.0f}s): {what()}", every, say)
 
-    def __enter__(self) -> Ticker:
-        if self.every > 0:
-            self._thread.start()
-        return self
+    def unread(self, exc: Exception) -> str:
+        return f"   ... {self.task}: {super().unread(exc)}"
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()  # nothing said after the step's own result
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                line = f"   ... {self.task} ({time.monotonic() - self._started:.0f}s): {self.what()}"
-            except Exception as exc:  # noqa: BLE001 - a progress line never fails the step it reports on
-                line = f"   ... {self.task}: still running ({type(exc).__name__} while saying what)"
-            self.said.append(line)
-            self.say(line)
+    @property
+    def said(self) -> list[str]:
+        return self.lines

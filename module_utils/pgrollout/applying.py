@@ -37,6 +37,10 @@ class Now:
     attempts: int = 1
     backend_pid: int = 0
 
+    def trying(self, attempt: int, attempts: int) -> None:
+        """retry.run's on_attempt: which try of how many (after lock timeouts)."""
+        self.attempt, self.attempts = attempt, attempts
+
     def at(self, path: str, statement: int, statements: int) -> None:
         self.file, self.statement, self.statements = os.path.basename(path), statement, statements
 
@@ -73,32 +77,54 @@ def blockers_said(rows: list[tuple[Any, ...]]) -> str:
                      for pid, app, state, seconds, query in rows)
 
 
-class ApplyWatch:
-    """`line()` for progress.Progress: opens its own connection on first use (only under async)."""
+class SessionWatch:
+    """Reads what a session waits for on a connection of its own, opened at the first look (only under
+    async): pg_migrate's and a target restore's progress lines."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params, self.conn = params, None
+
+    def _connection(self) -> Any:
+        if self.conn is None:
+            from .connection import connect
+
+            self.conn = connect(self.params, autocommit=True)
+        return self.conn
+
+    def holders(self, blocking: list[int]) -> str:
+        """The sessions of `blocking` (pids): who, in which state, how long in their transaction, what."""
+        return blockers_said(self._connection().execute(BLOCKERS_SQL, [blocking]).fetchall())
+
+    def waiting(self, backend: int | None) -> str:
+        """'; waiting for a lock held by pid N (...)' while `backend` waits for a lock, else ''."""
+        if not backend:
+            return ""
+        (blocking,) = self._connection().execute("SELECT pg_blocking_pids(%s)", [backend]).fetchone()
+        return f"; waiting for a lock held by {self.holders(blocking)}" if blocking else ""
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+class ApplyWatch(SessionWatch):
+    """`line()` for progress.Progress: the run's place, a CREATE INDEX's phase, the lock it waits for."""
 
     def __init__(self, params: dict[str, Any], now: Now) -> None:
-        self.params, self.now, self.conn = params, now, None
+        super().__init__(params)
+        self.now = now
 
     def line(self) -> str:
         said = self.now.said()
         if not self.now.backend_pid:
             return said
-        if self.conn is None:
-            from .connection import connect
-
-            self.conn = connect(self.params, autocommit=True)
-        row = self.conn.execute(_SESSION_SQL, [self.now.backend_pid]).fetchone()
+        row = self._connection().execute(_SESSION_SQL, [self.now.backend_pid]).fetchone()
         if not row:
             return said
         wait_type, wait_event, seconds, blocking, command, phase = row[:6]
         if command:
             said += "; " + index_said(command, phase, row[6:8], row[8:10], row[10:12])
         if wait_type == "Lock" and blocking:
-            held = self.conn.execute(BLOCKERS_SQL, [blocking]).fetchall()
             said += (f"; the statement has run {seconds} s, waiting for a lock ({wait_event}) held by "
-                     f"{blockers_said(held)}")
+                     f"{self.holders(blocking)}")
         return said
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()

@@ -351,7 +351,7 @@ def _with_retries(conn: Connection, files: list[MigrationFile], opts: Options, a
         return {**timeout.details, "blockers": blockers_report(conn, files)}
 
     try:
-        return retry.run(action, opts.retry, on_timeout, attempts)
+        return retry.run(action, opts.retry, on_timeout, attempts, on_attempt=opts.now.trying)
     except MigrationError as exc:
         exc.details["attempts"] = list(attempts)
         if attempts and attempts[-1]["outcome"] == "lock_timeout":
@@ -365,7 +365,6 @@ def apply_one(conn: Connection, item: Item, opts: Options) -> dict[str, Any]:
     attempts: list[dict[str, Any]] = []
 
     def attempt() -> dict[str, Any]:
-        opts.now.attempt, opts.now.attempts = len(attempts) + 1, opts.retry.retries + 1
         with conn.transaction(), conn.cursor() as cur:
             begin(cur, opts, opts.statement_timeout)
             result = run_file(conn, cur, item, opts)

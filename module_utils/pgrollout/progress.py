@@ -47,34 +47,44 @@ def _job_of(pid: int, directory: str) -> tuple[str, str] | None:
 
 
 class Progress:
-    """Calls `read()` every `every` seconds while a step runs and writes its line into the job file; without
-    `read`, only what the step says itself (`say`)."""
+    """Calls `read()` every `every` seconds while a step runs and says its line: into the job file, or to
+    `sink` where one is given (the preflight's Display); without `read`, only what the step says itself."""
 
-    def __init__(self, read: Callable[[], str] | None = None, every: float = 5.0) -> None:
-        self.read, self.every = read, every
-        self.job = _job()
+    def __init__(self, read: Callable[[], str] | None = None, every: float = 5.0,
+                 sink: Callable[[str], object] | None = None) -> None:
+        self.read, self.every, self.sink = read, every, sink
+        self.job = None if sink else _job()
         self.lines: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> Progress:
-        if self.job and self.read:
+        if (self.job or self.sink) and self.read and self.every > 0:
             self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()  # no write after this: the wrapper writes the final result
+            self._thread.join()  # no line after this: the step's own result comes next
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                self.say(self.read())
-            except Exception:  # noqa: BLE001 - a progress line never fails the step it reports on
-                continue
+                line = self.read()
+            except Exception as exc:  # noqa: BLE001 - a progress line never fails the step it reports on
+                line = self.unread(exc)
+            self.say(line)
+
+    def unread(self, exc: Exception) -> str:
+        """The line when `read` failed: the step still runs, and the last line may no longer be true."""
+        return f"still running ({type(exc).__name__} while saying what)"
 
     def say(self, line: str) -> None:
+        if self.sink is not None:
+            self.lines.append(line)
+            self.sink(line)
+            return
         if not self.job:
             return
         path, jid = self.job

@@ -354,39 +354,22 @@ def _setting(value: str) -> str:
 def _target_progress(params: dict[str, Any], now: dict[str, Any]) -> Iterator[None]:
     """The progress line of a target restore under async: what it is doing, and once pg_restore's SQL flows,
     how much of it was sent (counted as it is piped), beside the dumped database's size to measure it by."""
+    from .applying import SessionWatch
     from .progress import Progress
 
-    watcher: dict[str, Any] = {}
+    watcher = SessionWatch(params)
 
     def line() -> str:
         of = f" (the dumped database was {int(now['of']) // 1048576} MB)" if now["of"] else ""
         doing = (f"{now['sent'] // 1048576} MB of the archive's SQL sent to {params['login_db']}, in one "
                  f"transaction{of}") if now["sent"] else now["doing"]
-        return f"restore: {doing}" + _waiting(params, now.get("backend"), watcher)
+        return f"restore: {doing}" + watcher.waiting(now.get("backend"))
 
     try:
         with Progress(line, float(params.get("progress_seconds") or 10.0)):
             yield
     finally:
-        if "conn" in watcher:
-            watcher["conn"].close()
-
-
-def _waiting(params: dict[str, Any], backend: int | None, watcher: dict[str, Any]) -> str:
-    """'; waiting for a lock held by pid N (...)' while the restore's session waits for one, else ''; read on a
-    connection of its own, opened at the first look (only under async)."""
-    if not backend:
-        return ""
-    from .applying import BLOCKERS_SQL, blockers_said
-    from .connection import connect
-
-    if "conn" not in watcher:
-        watcher["conn"] = connect(params, autocommit=True)
-    conn = watcher["conn"]
-    (blocking,) = conn.execute("SELECT pg_blocking_pids(%s)", [backend]).fetchone()
-    if not blocking:
-        return ""
-    return f"; waiting for a lock held by {blockers_said(conn.execute(BLOCKERS_SQL, [blocking]).fetchall())}"
+        watcher.close()
 
 
 def _copy_counting(source: Any, target: Any, now: dict[str, Any] | None) -> None:

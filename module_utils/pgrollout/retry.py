@@ -30,15 +30,19 @@ class LockTimeout(Exception):
 
 
 def run(action: Callable[[], Any], policy: RetryPolicy, on_timeout: Callable[[LockTimeout], dict[str, Any]],
-        attempts: list[dict[str, Any]], sleep: Callable[[float], None] = time.sleep) -> Any:
+        attempts: list[dict[str, Any]], sleep: Callable[[float], None] = time.sleep,
+        on_attempt: Callable[[int, int], None] | None = None) -> Any:
     """Call `action` until it does not raise LockTimeout, at most 1 + policy.retries times.
 
     Each attempt is appended to `attempts`. After the last one the LockTimeout's
-    original error is raised, with the attempts in its details.
+    original error is raised, with the attempts in its details. `on_attempt(n, of)`
+    is told each attempt before it starts (the progress line's "attempt n of m").
     """
     attempt = 0
     while True:
         attempt += 1
+        if on_attempt is not None:
+            on_attempt(attempt, policy.retries + 1)
         started = time.monotonic()
         try:
             result = action()

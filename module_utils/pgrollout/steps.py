@@ -14,8 +14,8 @@ build is checked for indisvalid before the step is recorded.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import lease, ledger, locks, retry
@@ -114,18 +114,6 @@ def _run_step(cur: Cursor, item: Item, stmt: Statement, opts: Options, notes: li
     ledger.record_step(cur, mf.version, item.direction, mf.checksum, stmt.number, statement_sha(stmt))
 
 
-def _attempt(cur: Cursor, item: Item, stmt: Statement, opts: Options, notes: list[str],
-             attempts: list[dict[str, Any]]) -> Callable[[], None]:
-    """One try of a statement; the progress line says which try of how many (counted per statement)."""
-    before = len(attempts)
-
-    def once() -> None:
-        opts.now.attempt, opts.now.attempts = len(attempts) - before + 1, opts.retry.retries + 1
-        _run_step(cur, item, stmt, opts, notes)
-
-    return once
-
-
 def _pending(cur: Cursor, item: Item) -> tuple[list[Statement], int]:
     """Statements not run yet, matched by text; how many earlier steps are done."""
     done = ledger.steps_done(cur, item.file.version, item.direction)
@@ -168,8 +156,9 @@ def apply_steps(conn: Connection, item: Item, opts: Options) -> dict[str, Any]:
                 for stmt in pending:
                     if opts.require_lease:
                         lease.check(cur, opts.run_id or "")
-                    retry.run(_attempt(cur, item, stmt, opts, notes, attempts), opts.retry,
-                              lambda t: dict(t.details), attempts)
+                    # counted per statement: each statement's tries start at 1
+                    retry.run(functools.partial(_run_step, cur, item, stmt, opts, notes), opts.retry,
+                              lambda t: dict(t.details), attempts, on_attempt=opts.now.trying)
                 with conn.transaction():
                     if opts.require_lease:
                         lease.check(cur, opts.run_id or "")

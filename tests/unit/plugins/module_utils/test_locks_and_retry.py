@@ -83,3 +83,17 @@ def test_run_returns_once_the_action_succeeds():
     attempts: list = []
     assert retry.run(action, retry.RetryPolicy(retries=3), lambda t: {}, attempts, sleep=lambda s: None) == "ok"
     assert [a["outcome"] for a in attempts] == ["lock_timeout", "done"]
+
+
+def test_run_tells_each_attempt_before_it_starts_as_n_of_m():
+    told, seen = [], []
+
+    def action():
+        seen.append(told[-1])  # the progress line's attempt is set before the try, not after
+        if len(seen) < 3:
+            raise retry.LockTimeout(ValueError("locked"), {})
+        return "ok"
+
+    assert retry.run(action, retry.RetryPolicy(retries=4), lambda t: {}, [], sleep=lambda s: None,
+                     on_attempt=lambda n, of: told.append((n, of))) == "ok"
+    assert told == seen == [(1, 5), (2, 5), (3, 5)]
