@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "module_utils"), str(REPO / "bench")]
 
 from many_migrations import generate  # noqa: E402
-from measure import Figures, Meter  # noqa: E402
+from measure import Figures, Meter, tree  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 import localpg  # noqa: E402
@@ -74,8 +74,8 @@ def inventory(path: Path, cluster: localpg.LocalCluster, names: list[str], work:
 def play(cluster: localpg.LocalCluster, inv: Path, *args: str, **env_extra: str) -> tuple[Figures, int]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), **env_extra)
     with Meter(cluster.data) as meter:
-        proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "rollout.yml", "-i",
-                               str(inv), *args], cwd=REPO, env=env, capture_output=True, text=True)
+        proc = subprocess.run(tree([str(Path(sys.executable).parent / "ansible-playbook"), "rollout.yml", "-i",
+                                    str(inv), *args]), cwd=REPO, env=env, capture_output=True, text=True)
     return meter.figures, proc.returncode
 
 

@@ -36,7 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "module_utils"), str(REPO / "bench")]
 
-from measure import Figures, Meter  # noqa: E402
+from measure import Figures, Meter, tree  # noqa: E402
 
 import localpg  # noqa: E402
 from pgrollout import connection  # noqa: E402
@@ -142,8 +142,8 @@ class Runner:
     def play(self, playbook: str, *args: str) -> tuple[float, dict[str, Any]]:
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
         started = time.monotonic()
-        proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), playbook, "-i",
-                               str(self.inventory), *args], cwd=REPO, env=env, capture_output=True, text=True)
+        proc = subprocess.run(tree([str(Path(sys.executable).parent / "ansible-playbook"), playbook, "-i",
+                                    str(self.inventory), *args]), cwd=REPO, env=env, capture_output=True, text=True)
         seconds = time.monotonic() - started
         if proc.returncode != 0:
             raise SystemExit(f"{playbook} failed:\n{proc.stdout[-4000:]}")

@@ -154,8 +154,9 @@ facts:
           drift_accepted, out_of_order, missing_files, newest_applied, target_version,
           beyond_target, pending_without_rollback, layout, and files (each with its
           rollback file and specs, and whether they exist), in the order they run;
-          pending_files (the entries of files that are pending) and checksums (each
-          file's path to its checksum, what the migrate step may run).
+          pending_files (the entries of files that are pending), checksums (each
+          file's path to its checksum, what the migrate step may run) and parsed (each
+          pending file of 1 MB or more to its parse, for pg_migrate O(parsed)).
       type: dict
     rollback_plan:
       description: With O(rollback), the migrations to roll back, newest first (as in files).

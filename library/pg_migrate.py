@@ -113,6 +113,13 @@ options:
         whose content differs now is refused before anything is applied.
     type: dict
     default: {}
+  parsed:
+    description:
+      - Path of a big forward file to its parse as the preflight made it (pg_facts C(migrations.parsed)): the
+        file is built from it instead of parsed again, where it is the exact text that parse was made from
+        (else it is parsed as any file). The result's C(read_once) lists those files.
+    type: dict
+    default: {}
   run_id:
     description: Identifier of this run, stored with the ledger entries.
     type: str
@@ -194,6 +201,11 @@ msg:
   description: What each file did, joined.
   returned: always
   type: str
+read_once:
+  description: The files built from the preflight's parse (O(parsed)) instead of parsed again.
+  returned: success
+  type: list
+  elements: str
 applied:
   description: Versions this run changed (applied, or rolled back going down), in order.
   returned: always
@@ -273,6 +285,7 @@ ARGUMENT_SPEC = dict(
     run_id={"type": "str"},
     require_lease={"type": "bool", "default": False},
     lease_ttl={"type": "int", "default": 600},
+    parsed={"type": "dict", "default": {}},
     progress_seconds={"type": "float", "default": 10.0},
     controller_pid={"type": "int"},
 )
@@ -286,7 +299,8 @@ def items(p: dict) -> list[Item]:
         return [Item(file=file, direction=p["direction"], forward_checksum=forward,
                      checks=validate(p["final_checks"]) if p["final_checks"] else None)]
     layout = Layout(p["migrations_dir"], p["rollbacks_dir"], p["verification_dir"], p["layout"])
-    return build(layout, p["files"], p["direction"], p["require_spec"], p["final_checks"])
+    return build(layout, p["files"], p["direction"], p["require_spec"], p["final_checks"],
+                 parsed={str(k): str(v) for k, v in p["parsed"].items()})
 
 
 def main() -> None:
@@ -298,7 +312,7 @@ def main() -> None:
     try:
         check(lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
               dry_run_statement_timeout=p["dry_run_statement_timeout"])
-        with Progress(lambda: reading_said(p["files"] or [p["path"]]), p["progress_seconds"]):
+        with Progress(lambda: reading_said(p["files"] or [p["path"]], p["parsed"]), p["progress_seconds"]):
             plan = items(p)  # a big file takes seconds to parse: said at the polls, as the apply is
         refuse_changed(plan, {str(k): str(v) for k, v in p["approved_checksums"].items()})
     except (TimeoutSettingError, MigrationFileError, SpecError, PlanError) as exc:
@@ -329,6 +343,7 @@ def main() -> None:
     result = {"changed": summary["changed"], "results": results, "applied": modules.changed_versions(results),
               "after_commit": summary["after_commit"], "xids": [r["xid"] for r in results if r.get("xid")],
               "msg": "; ".join(r["msg"] for r in results) or "no file to run",
+              "read_once": [i.file.path for i in plan if i.file.from_plan],
               "report": modules.file_report(results, module.check_mode)}
     if summary.get("schema_changes") is not None:
         result["schema_changes"] = summary["schema_changes"]

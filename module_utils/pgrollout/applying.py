@@ -53,12 +53,15 @@ class Now:
             f", attempt {self.attempt} of {self.attempts}" if self.attempt > 1 else "")
 
 
-def reading_said(paths: list[str]) -> str:
-    """The line while pg_migrate reads and parses the run's files (a big file takes seconds)."""
+def reading_said(paths: list[str], parsed: Any = ()) -> str:
+    """The line while pg_migrate reads and parses the run's files (a big file takes seconds); those in
+    `parsed` come with the preflight's parse."""
     sizes = [os.path.getsize(x) if os.path.exists(x) else 0 for x in paths]
     more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
     named = ", ".join(os.path.basename(x) for x in paths[:3]) + more
-    return f"migrate: reading and parsing {named} ({sum(sizes) / 1048576:.1f} MB)"
+    doing = "reading (as the preflight parsed them)" if paths and all(x in parsed for x in paths) \
+        else "reading and parsing"
+    return f"migrate: {doing} {named} ({sum(sizes) / 1048576:.1f} MB)"
 
 
 def _share(done: Any, total: Any, unit: str) -> str:

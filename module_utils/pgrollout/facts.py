@@ -54,7 +54,7 @@ def sessions(cur: Cursor, older_than: str) -> list[dict[str, Any]]:
 
 def lock_holders(cur: Cursor, files: list[sqlfile.MigrationFile]) -> dict[str, Any]:
     """Sessions holding locks on the existing tables the given files will lock."""
-    resolved = locks.resolve(cur, locks.merge([locks.lock_plan(f.statements) for f in files]))
+    resolved = locks.resolve(cur, locks.merge([locks.file_plan(f) for f in files]))
     tables = [locks.plain(s, n) for s, n, _unused in resolved]
     return {"tables": {locks.plain(s, n): mode for s, n, mode in resolved}, "holders": locks.holders(cur, tables)}
 
@@ -165,6 +165,7 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
             try:  # every pending file and spec read and checked before anything changes
                 to_lock = plan.build(layout, state["pending_paths"], "up", require_spec,
                                      require_rollback=require_rollback, max_file_mb=max_file_mb)
+                state["parsed"] = plan.parsed(to_lock)  # the plan read once: pg_migrate takes the big files' parse
             except plan.PlanError as exc:
                 result["plan_error"] = str(exc)
         if rollback is not None and layout:

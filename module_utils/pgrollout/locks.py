@@ -100,6 +100,12 @@ def lock_plan(statements: list[Statement]) -> dict[Relation, str]:
     return plan
 
 
+def file_plan(mf: Any) -> dict[Relation, str]:
+    """A MigrationFile's lock plan: the one the preflight computed where the file came from its parse, else
+    read from the statements' trees."""
+    return dict(mf.lock_plan) if mf.lock_plan is not None else lock_plan(mf.statements)
+
+
 def merge(plans: list[dict[Relation, str]]) -> dict[Relation, str]:
     merged: dict[Relation, str] = {}
     for plan in plans:

@@ -260,7 +260,7 @@ def run_file(conn: Connection, cur: Cursor, item: Item, opts: Options) -> dict[s
     cur.execute(TABLES_SQL)
     names_before = dict(cur.fetchall())
     held_before = {lk["relation"]: lk["mode"] for lk in _held(cur, names_before)}
-    resolved = locks.resolve(cur, locks.lock_plan(mf.statements))
+    resolved = locks.resolve(cur, locks.file_plan(mf))
     opts.now.at(mf.path, 0, len(mf.statements))  # statement 0: taking the file's locks
     try:
         with conn.transaction():
@@ -339,7 +339,7 @@ def _finish_hold(result: dict[str, Any], until: float) -> dict[str, Any]:
 
 def blockers_report(conn: Connection, files: list[MigrationFile]) -> list[dict[str, Any]]:
     """Sessions holding locks on the planned tables, read in a transaction of its own."""
-    plan = locks.merge([locks.lock_plan(f.statements) for f in files])
+    plan = locks.merge([locks.file_plan(f) for f in files])
     with conn.transaction(), conn.cursor() as cur:
         resolved = locks.resolve(cur, plan)
         return locks.holders(cur, [locks.plain(s, n) for s, n, _unused in resolved])

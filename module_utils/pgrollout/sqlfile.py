@@ -17,9 +17,12 @@ as golang-migrate does.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +56,7 @@ class Statement:
     control_ack: str = ""  # the reason given inline with -- pgrollout: allow-transaction-control REASON
     # the parse tree from the file's one parse (None when built from text alone): nodes() reads it
     node: Any = field(default=None, compare=False, repr=False)
+    start: int = field(default=0, compare=False, repr=False)  # character offset of `text` in the file
 
 
 def nodes(stmt: Statement) -> list[Any]:
@@ -75,6 +79,15 @@ class MigrationFile:
     transactional: bool = True
     # The statements exactly as the Supabase CLI records them in schema_migrations.
     ledger_statements: list[str] = field(default_factory=list)
+    # (start, end) character offsets of those entries, before trimming
+    ledger_cuts: list[tuple[int, int]] = field(default_factory=list, compare=False, repr=False)
+    # the lock plan (locks.lock_plan) as the plan computed it, where the file was built from the plan's parse
+    lock_plan: dict[tuple[str | None, str], str] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def from_plan(self) -> bool:
+        """Built from the preflight's parse (from_summary), not parsed here."""
+        return self.lock_plan is not None
 
     def non_transactional(self) -> list[Statement]:
         return [s for s in self.statements if s.kind.startswith("!")]
@@ -221,7 +234,8 @@ def split_statements(text: str, path: str = "<sql>", raws: list[object] | None =
         line, counted = line + text.count("\n", counted, first), first
         statements.append(Statement(number=i, line=line, text=text[sl],
                                     kind=_kind(raw.stmt), control=control,
-                                    control_ack=ack.group(1).strip() if ack else "", node=raw.stmt))
+                                    control_ack=ack.group(1).strip() if ack else "", node=raw.stmt,
+                                    start=sl.start))
     return statements
 
 
@@ -234,13 +248,22 @@ def ledger_statements(text: str, raws: list[object] | None = None, path: str = "
     statement offsets start right after the previous ';', so they give the same cut.
     """
     raws = _parse(text, path) if raws is None else raws
-    parts = [text[start:end] for start, end in _bounds(text, raws)]
-    if raws and raws[-1].stmt_len:
-        tail = text[raws[-1].stmt_location + raws[-1].stmt_len:]
-        parts.append(tail[1:] if tail.startswith(";") else tail)
-    elif not raws:
-        parts = [text]
-    return [p.strip().rstrip(";").strip() for p in parts if p.strip().rstrip(";").strip()]
+    return _ledger_texts(text, _ledger_cuts(text, raws))
+
+
+def _ledger_cuts(text: str, raws: list[object]) -> list[tuple[int, int]]:
+    if not raws:
+        return [(0, len(text))]
+    cuts = _bounds(text, raws)
+    if raws[-1].stmt_len:
+        end = raws[-1].stmt_location + raws[-1].stmt_len
+        cuts.append((end + 1 if text.startswith(";", end) else end, len(text)))
+    return cuts
+
+
+def _ledger_texts(text: str, cuts: list[tuple[int, int]]) -> list[str]:
+    parts = (text[start:end].strip().rstrip(";").strip() for start, end in cuts)
+    return [part for part in parts if part]
 
 
 def is_transactional(text: str) -> bool:
@@ -291,10 +314,55 @@ def load(path: str, version: str | None = None, name: str | None = None) -> Migr
     # the checksum is of the normalised text (checkouts on any OS agree); what runs is the file as written
     text = found.raw
     raws = _parse(text, path)
-    recorded = [entry.replace("\r\n", "\n").replace("\r", "\n") for entry in ledger_statements(text, raws, path)]
+    cuts = _ledger_cuts(text, raws)
     return MigrationFile(path=path, version=version, name=name, text=text, checksum=found.checksum,
                          statements=split_statements(text, path, raws), transactional=found.transactional,
-                         ledger_statements=recorded)
+                         ledger_statements=_recorded(text, cuts), ledger_cuts=cuts)
+
+
+def _recorded(text: str, cuts: list[tuple[int, int]]) -> list[str]:
+    return [entry.replace("\r\n", "\n").replace("\r", "\n") for entry in _ledger_texts(text, cuts)]
+
+
+# The plan read once: a big file's parse travels from the preflight to pg_migrate as one string (statement
+# offsets, lines, kinds, the ledger's cut and the lock plan), so pg_migrate does not parse it again. It applies
+# only to the exact text it was made from (a hash of the file as written, and the approved checksum).
+SUMMARY_FORMAT = 1
+
+
+def _raw_sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def summary(mf: MigrationFile, lock_plan: dict[tuple[str | None, str], str]) -> str:
+    """The file's parse as one short string: JSON, compressed (348,000 INSERTs: 20 MB of JSON, 2 MB sent)."""
+    return base64.b64encode(zlib.compress(json.dumps({
+        "format": SUMMARY_FORMAT, "raw_sha256": _raw_sha(mf.text), "checksum": mf.checksum,
+        "statements": [[s.start, len(s.text), s.line, s.kind, s.control, s.control_ack] for s in mf.statements],
+        "ledger_cuts": mf.ledger_cuts, "locks": [[schema, name, mode] for (schema, name), mode in lock_plan.items()],
+    }, separators=(",", ":")).encode("utf-8"), 6)).decode("ascii")
+
+
+def from_summary(path: str, version: str, name: str, made: str) -> MigrationFile | None:
+    """The file built from the plan's parse `made` (summary()), or None when the file is not the text it was
+    made from (the caller parses it then)."""
+    found = read(path)
+    text = found.raw
+    try:
+        data = json.loads(zlib.decompress(base64.b64decode(made, validate=True)))
+        if data.get("format") != SUMMARY_FORMAT or data.get("raw_sha256") != _raw_sha(text) \
+                or data.get("checksum") != found.checksum:
+            return None
+        statements = [Statement(number=i, line=line, text=text[start:start + length], kind=kind, control=control,
+                                control_ack=ack, start=start)
+                      for i, (start, length, line, kind, control, ack) in enumerate(data["statements"], start=1)]
+        cuts = [(start, end) for start, end in data["ledger_cuts"]]
+        plan = {(schema, relation): mode for schema, relation, mode in data["locks"]}
+    except (ValueError, TypeError, KeyError, zlib.error):
+        return None  # not a summary of this format: parsed as any file
+    return MigrationFile(path=path, version=version, name=name, text=text, checksum=found.checksum,
+                         statements=statements, transactional=found.transactional,
+                         ledger_statements=_recorded(text, cuts), ledger_cuts=cuts, lock_plan=plan)
 
 
 def refuse_transaction_control(mf: MigrationFile) -> list[str]:

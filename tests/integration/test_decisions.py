@@ -86,3 +86,40 @@ def test_the_outcome_reaches_an_awx_workflow_through_set_stats(playbook, db):
     record = playbook.evidence()[-1]
     assert "pgrollout_outcomes" in stats and "test-target" in stats and record["run_id"] in stats, stats[-2000:]
     assert "succeeded" in stats
+
+
+def test_a_big_file_is_parsed_once_and_an_edit_after_the_preflight_is_still_refused(empty_db, tmp_path):
+    """Issue 22, the plan read once: a forward file of 1 MB or more reaches pg_migrate with the preflight's
+    parse (statement offsets, lines, kinds, the ledger's cut, the lock plan) and is not parsed again; an edit
+    after the preflight no longer matches that parse, and the approved checksum refuses it as before."""
+    from conftest import set_playbook
+    from migsets import MigrationSet
+    from pgrollout import sqlfile
+
+    rows = ",".join(f"({i}, 'row {i}; of the \"bulk\" load')" for i in range(400))
+    text = ('CREATE TABLE public."Bulk Rows" (id int, note text);\n'
+            + "".join(f'-- batch {b}\nINSERT INTO public."Bulk Rows" (id, note) VALUES {rows};\n' for b in range(100))
+            + "-- the end of the load\n")
+    assert len(text) > 1 << 20
+    mset = MigrationSet(tmp_path / "set")
+    path = mset.add("001", "bulk rows", text, 'DROP TABLE public."Bulk Rows";\n')
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    book.set(pgrollout_backup=False)
+
+    def edit() -> None:  # after the preflight parsed and approved it, before pg_migrate reads it
+        path.write_text(text + 'DELETE FROM public."Bulk Rows";\n')
+
+    refused = book.run("rollout.yml", when_printed=("run : Take the run lease (", edit))
+    said = " ".join(refused.stdout.split())
+    assert refused.returncode != 0 and "changed since the preflight approved it: 001_bulk rows.sql" in said, \
+        said[-3000:]
+    assert query(empty_db, "SELECT to_regclass('public.\"Bulk Rows\"') IS NULL") == [(True,)]
+    path.write_text(text)
+    ok = book.run()
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    (applied,) = book.task_results(ok, "Apply the run's files")
+    assert applied["read_once"] == [str(path)]
+    assert query(empty_db, 'SELECT count(*) FROM public."Bulk Rows"') == [(40000,)]
+    # what the ledger holds is what a full parse of the file gives (the Supabase CLI's cut)
+    (recorded,) = query(empty_db, "SELECT statements FROM supabase_migrations.schema_migrations WHERE version = '001'")
+    assert recorded[0] == sqlfile.load(str(path)).ledger_statements and len(recorded[0]) == 102

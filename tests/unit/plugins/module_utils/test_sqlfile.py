@@ -118,3 +118,23 @@ def test_a_server_error_position_maps_to_its_file_line_past_leading_comments():
     position = second.text.index("nosuchtype") + 1  # 1-based, as the server reports it
     assert sqlfile.position_to_line(second, position) == 5
     assert sqlfile.position_to_line(second, None) == 4
+
+
+def test_a_file_built_from_its_summary_is_the_parsed_file_and_an_edit_or_garbage_is_parsed_again(tmp_path):
+    from ansible_collections.pgrollout.postgresql.plugins.module_utils import locks
+
+    path = tmp_path / "001_x.sql"
+    path.write_text("-- first\nCREATE TABLE a (id int REFERENCES b (id));\n\nSELECT 1; -- tail\r\nCOMMIT;\n-- end\n")
+    parsed = sqlfile.load(str(path), "001", "x")
+    made = sqlfile.summary(parsed, locks.file_plan(parsed))
+    built = sqlfile.from_summary(str(path), "001", "x", made)
+    assert built is not None and built.from_plan and not parsed.from_plan
+    assert built.statements == parsed.statements and built.ledger_statements == parsed.ledger_statements
+    assert [s.start for s in built.statements] == [s.start for s in parsed.statements]
+    assert locks.file_plan(built) == locks.lock_plan(parsed.statements) == {(None, "b"): "ShareRowExclusiveLock"}
+    assert built.transaction_control() == parsed.transaction_control() and built.checksum == parsed.checksum
+    # the same normalised text (same checksum) but other offsets: the summary no longer applies
+    path.write_bytes(path.read_bytes().replace(b"\r\n", b"\n"))
+    assert sqlfile.checksum(path.read_text()) == parsed.checksum
+    assert sqlfile.from_summary(str(path), "001", "x", made) is None
+    assert sqlfile.from_summary(str(path), "001", "x", "not a summary {{ x }}") is None
