@@ -356,13 +356,14 @@ def from_summary(path: str, version: str, name: str, made: str) -> MigrationFile
         statements = [Statement(number=i, line=line, text=text[start:start + length], kind=kind, control=control,
                                 control_ack=ack, start=start)
                       for i, (start, length, line, kind, control, ack) in enumerate(data["statements"], start=1)]
-        cuts = [(start, end) for start, end in data["ledger_cuts"]]
+        cuts = [(int(start), int(end)) for start, end in data["ledger_cuts"]]
         plan = {(schema, relation): mode for schema, relation, mode in data["locks"]}
+        recorded = _recorded(text, cuts)
     except (ValueError, TypeError, KeyError, zlib.error):
         return None  # not a summary of this format: parsed as any file
     return MigrationFile(path=path, version=version, name=name, text=text, checksum=found.checksum,
                          statements=statements, transactional=found.transactional,
-                         ledger_statements=_recorded(text, cuts), ledger_cuts=cuts, lock_plan=plan)
+                         ledger_statements=recorded, ledger_cuts=cuts, lock_plan=plan)
 
 
 def refuse_transaction_control(mf: MigrationFile) -> list[str]:
