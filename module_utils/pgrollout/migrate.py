@@ -393,6 +393,9 @@ def _whole_plan(conn: Connection, items: list[Item], opts: Options, results: lis
         begin(cur, opts, timeout)
         if opts.check_mode:
             ledger.ensure(conn, opts.lock_timeout)  # inside the dry run: rolled back with it
+        # the catalog as it stands, while the last snapshot still describes it: a file's "after" is the next
+        # file's "before" (half the snapshots of a dry run, most of its server CPU)
+        known: dict[str, Any] | None = None
         for item in items:
             if not item.file.transactional:
                 results.append({**item.base(opts), "changed": True, "statements": 0, "dry_runnable": False,
@@ -400,7 +403,8 @@ def _whole_plan(conn: Connection, items: list[Item], opts: Options, results: lis
                                        f"{len(item.file.statements)} statement(s) one by one"})
                 not_run.append(item.file.path)
                 continue
-            before = schema.snapshot(cur) if opts.check_mode else None
+            before = (known if known is not None else schema.snapshot(cur)) if opts.check_mode else None
+            known = before  # a file that changes nothing (or is rolled back to its savepoint) leaves it as it was
             try:
                 with conn.transaction():
                     result = run_file(conn, cur, item, opts)
@@ -418,7 +422,7 @@ def _whole_plan(conn: Connection, items: list[Item], opts: Options, results: lis
             if opts.check_mode:  # as long as this file would hold them, up to its own commit
                 _finish_hold(result, time.monotonic())
             if before is not None and result["changed"]:
-                _add_diff(cur, item, result, before)
+                known = _add_diff(cur, item, result, before)
             results.append(result)
         if opts.check_mode:
             _lock_report(cur, results)
@@ -444,7 +448,8 @@ def _lock_report(cur: Cursor, results: list[dict[str, Any]]) -> None:
             for lk in result.get("locks") or [] if (size := sizes.get(lk["relation"]))]
 
 
-def _add_diff(cur: Cursor, item: Item, result: dict[str, Any], before: dict[str, Any]) -> None:
+def _add_diff(cur: Cursor, item: Item, result: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """The file's schema changes and diff; returns the catalog after it."""
     after = schema.snapshot(cur)
     changes = schema.diff(before, after)
     touched = {n for kind in changes.values() for group in kind.values() for n in group}
@@ -452,6 +457,7 @@ def _add_diff(cur: Cursor, item: Item, result: dict[str, Any], before: dict[str,
     result["diff"] = {"before": schema.render(before, touched), "after": schema.render(after, touched),
                       "before_header": f"{item.file.version} {'not applied' if item.direction == 'up' else 'applied'}",
                       "after_header": item.file.path}
+    return after
 
 
 def _refuse_non_transactional_statements(items: list[Item]) -> None:
