@@ -56,7 +56,9 @@ options:
       - The run id whose run lease (pg_lease) to give up on the same connection once every check passed -
         the last step of a rollout that touches the database, so the run needs no module process of its own
         to release it. Not released when a check failed (the rollback that follows needs it), nor in check
-        mode. RV(lease_released) says whether it was.
+        mode, nor once the ansible-playbook that started it is gone (killed, its run did not finish: the lease
+        stays, lapses after its TTL, and the next run reports the run as unfinished). RV(lease_released)
+        says whether it was.
     type: str
 extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
@@ -121,6 +123,7 @@ from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import
     validate,
 )
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.controller import ControllerWatch
 
 
 def all_checks(specs: list[str], lasting_specs: list[str], checks: list[dict] | None) -> list[dict]:
@@ -128,11 +131,15 @@ def all_checks(specs: list[str], lasting_specs: list[str], checks: list[dict] | 
     return spec_checks(specs, lasting_specs) + (validate(checks) if checks else [])
 
 
-def _release(module: AnsibleModule, conn: Any, failed: bool) -> dict[str, bool]:
+def _release(module: AnsibleModule, conn: Any, failed: bool, watch: ControllerWatch) -> dict[str, bool]:
     """Give the run lease up once every check passed (O(release_lease)); nothing to say otherwise."""
     run_id = module.params["release_lease"]
     if not run_id or failed or module.check_mode:
         return {}
+    if not watch.alive():  # an orphan of a killed run: its run did not finish, and its lease must say so
+        module.warn("the ansible-playbook that started this run is gone: its lease is kept (it lapses after its "
+                    "TTL; the next run reports this run as unfinished)")
+        return {"lease_released": False}
     try:
         return {"lease_released": lease.release(conn, run_id)}
     except Exception as exc:  # noqa: BLE001 - the checks passed: a lost release is retried by the run's finish
@@ -141,7 +148,7 @@ def _release(module: AnsibleModule, conn: Any, failed: bool) -> dict[str, bool]:
         return {"lease_released": False}
 
 
-def with_audit(module: AnsibleModule) -> None:
+def with_audit(module: AnsibleModule, watch: ControllerWatch) -> None:
     """The specs' checks, then the audit's, on one connection: two results in one module run."""
     p = module.params
     try:
@@ -149,7 +156,7 @@ def with_audit(module: AnsibleModule) -> None:
         with connect(p) as conn:
             specs_result = specs_report(conn, p["specs"], p["lasting_specs"], p["checks"], p["statement_timeout"])
             audit_result = report(run(conn, audit, p["statement_timeout"]))
-            released = _release(module, conn, failed=specs_result.get("failed") or audit_result["failed"])
+            released = _release(module, conn, specs_result.get("failed") or audit_result["failed"], watch)
     except (SpecError, RuntimeError) as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
@@ -172,10 +179,12 @@ def main() -> None:
         audit_checks={"type": "list", "elements": "dict"},
         release_lease={"type": "str"},
     )
+    # the processes that started this module, read first: the lease is given up only while they are there
+    watch = ControllerWatch()
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
                            required_one_of=[("checks", "specs", "lasting_specs", "audit_checks")])
     if module.params["audit_checks"] is not None:
-        with_audit(module)
+        with_audit(module, watch)
     try:
         checks = all_checks(module.params["specs"], module.params["lasting_specs"], module.params["checks"])
         if not checks:  # only lasting_specs, none of whose checks is lasting
@@ -183,7 +192,7 @@ def main() -> None:
                              msg="no lasting check in " + ", ".join(module.params["lasting_specs"]))
         with connect(module.params) as conn:
             results = run(conn, checks, module.params["statement_timeout"])
-            released = _release(module, conn, failed=bool(failures(results)))
+            released = _release(module, conn, bool(failures(results)), watch)
     except (SpecError, RuntimeError) as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed

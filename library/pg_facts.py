@@ -156,7 +156,7 @@ facts:
           rollback file and specs, and whether they exist), in the order they run;
           pending_files (the entries of files that are pending), checksums (each
           file's path to its checksum, what the migrate step may run) and parsed (each
-          pending file of 1 MB or more to its parse, for pg_migrate's C(parsed)).
+          pending file to its parse, for pg_migrate's C(parsed)).
       type: dict
     rollback_plan:
       description: With O(rollback), the migrations to roll back, newest first (as in files).

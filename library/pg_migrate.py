@@ -115,7 +115,7 @@ options:
     default: {}
   parsed:
     description:
-      - Path of a big forward file to its parse as the preflight made it (pg_facts C(migrations.parsed)). The
+      - Path of a forward file to its parse as the preflight made it (pg_facts C(migrations.parsed)). The
         file is built from it instead of parsed again, where it is the exact text that parse was made from
         (else it is parsed as any file). The result's RV(read_once) lists those files.
     type: dict

@@ -165,7 +165,7 @@ def gather(conn: Connection, layout: plan.Layout | None, rls_schemas: list[str],
             try:  # every pending file and spec read and checked before anything changes
                 to_lock = plan.build(layout, state["pending_paths"], "up", require_spec,
                                      require_rollback=require_rollback, max_file_mb=max_file_mb)
-                state["parsed"] = plan.parsed(to_lock)  # the plan read once: pg_migrate takes the big files' parse
+                state["parsed"] = plan.parsed(to_lock)  # the plan read once: pg_migrate takes this parse
             except plan.PlanError as exc:
                 result["plan_error"] = str(exc)
         if rollback is not None and layout:

@@ -81,17 +81,13 @@ def refuse_changed(items: list[Item], approved: dict[str, str]) -> None:
                         "again, so the file as it is now is reviewed, gated and backed up for")
 
 
-# A forward file at least this big travels with its parse (sqlfile.summary) from the preflight to pg_migrate:
-# parsing takes about a second per 2 MB of INSERTs, reading the summary a tenth of that.
-PARSED_MIN_BYTES = 1 << 20
-
-
 def parsed(items: list[Item]) -> dict[str, str]:
-    """The parse of each big forward file of the plan, by path: what pg_migrate takes instead of parsing again."""
+    """The parse of each forward file of the plan, by path (sqlfile.summary): what pg_migrate takes instead of
+    parsing again. Parsing takes about a second per 2 MB of INSERTs, building from the summary a tenth of that
+    (150 small files: 0.15 s against 0.01 s)."""
     from . import locks
 
-    return {i.file.path: sqlfile.summary(i.file, locks.file_plan(i.file)) for i in items
-            if i.direction == "up" and len(i.file.text) >= PARSED_MIN_BYTES}
+    return {i.file.path: sqlfile.summary(i.file, locks.file_plan(i.file)) for i in items if i.direction == "up"}
 
 
 def _forward(migration: Migration, made: str | None) -> sqlfile.MigrationFile:
@@ -106,7 +102,7 @@ def build(layout: Layout, files: list[str], direction: str = "up", require_spec:
     """Items for `files` (forward paths, in the order to run) with their rollback files and specs.
 
     With `require_rollback`, a forward file without its rollback file is refused; with `max_file_mb`,
-    a file bigger than that; `parsed` (by path, from parsed()) spares a big file its second parse."""
+    a file bigger than that; `parsed` (by path, from parsed()) spares a forward file its second parse."""
     by_path = {os.path.realpath(m.up): m for m in layout.migrations()}
     items = []
     for path in files:

@@ -324,7 +324,7 @@ def _recorded(text: str, cuts: list[tuple[int, int]]) -> list[str]:
     return [entry.replace("\r\n", "\n").replace("\r", "\n") for entry in _ledger_texts(text, cuts)]
 
 
-# The plan read once: a big file's parse travels from the preflight to pg_migrate as one string (statement
+# The plan read once: a file's parse travels from the preflight to pg_migrate as one string (statement
 # offsets, lines, kinds, the ledger's cut and the lock plan), so pg_migrate does not parse it again. It applies
 # only to the exact text it was made from (a hash of the file as written, and the approved checksum).
 SUMMARY_FORMAT = 1

@@ -89,9 +89,9 @@ def test_the_outcome_reaches_an_awx_workflow_through_set_stats(playbook, db):
 
 
 def test_a_big_file_is_parsed_once_and_an_edit_after_the_preflight_is_still_refused(empty_db, tmp_path):
-    """Issue 22, the plan read once: a forward file of 1 MB or more reaches pg_migrate with the preflight's
-    parse (statement offsets, lines, kinds, the ledger's cut, the lock plan) and is not parsed again; an edit
-    after the preflight no longer matches that parse, and the approved checksum refuses it as before."""
+    """Issue 22, the plan read once: a forward file reaches pg_migrate with the preflight's parse (statement
+    offsets, lines, kinds, the ledger's cut, the lock plan) and is not parsed again - what matters for a big
+    one; an edit after the preflight no longer matches that parse, and the approved checksum refuses it."""
     from conftest import set_playbook
     from migsets import MigrationSet
     from pgrollout import sqlfile

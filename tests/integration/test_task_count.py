@@ -2,6 +2,8 @@
 so the everyday runs stay within a budget - a forward run of a 3-file chain and a run with nothing pending."""
 from __future__ import annotations
 
+import os
+
 from conftest import set_playbook
 from migsets import chain
 
@@ -79,6 +81,8 @@ def test_the_verify_step_gives_the_lease_up_once_its_checks_pass_and_a_failing_c
     assert forward.returncode == 0, forward.stdout[-3000:]
     (verified,) = book.task_results(forward, VERIFY_TASK)
     assert verified["lease_released"] is True
+    (migrated,) = book.task_results(forward, "Apply the run's files")  # the plan read once: no second parse
+    assert [os.path.basename(p) for p in migrated["read_once"]] == ["001_chain_1.sql", "002_chain_2.sql"]
     assert book.task_results(forward, "Release the run lease") == []
     run_id = book.evidence()[-1]["run_id"]
     assert query(empty_db, "SELECT event FROM pgrollout.lease_events WHERE run_id = %s ORDER BY id",
