@@ -51,20 +51,11 @@ options:
     description: statement_timeout of the checks' transaction.
     type: str
     default: 30s
-  release_lease:
-    description:
-      - The run id whose run lease (pg_lease) to give up on the same connection once every check passed -
-        the last step of a rollout that touches the database, so the run needs no module process of its own
-        to release it. Not released when a check failed (the rollback that follows needs it), nor in check
-        mode, nor once the ansible-playbook that started it is gone (killed, its run did not finish: the lease
-        stays, lapses after its TTL, and the next run reports the run as unfinished). RV(lease_released)
-        says whether it was.
-    type: str
 extends_documentation_fragment: [pgrollout.postgresql.pgrollout]
 attributes:
   check_mode:
     support: full
-    description: Read-only but for O(release_lease), so it runs the checks in check mode too (and keeps the lease).
+    description: Read-only, so it runs the checks in check mode too.
 author: pgrollout developers (@pgrollout)
 """
 
@@ -99,23 +90,16 @@ summary:
   returned: always
   type: list
 passed: {description: Number of checks that passed., returned: always, type: int}
-lease_released:
-  description: With O(release_lease), whether this call gave the run's lease up (false where it held none).
-  returned: with release_lease, when every check passed
-  type: bool
 not_passed:
   description: Number of checks that did not pass (failed, error, or a warning).
   returned: always
   type: int
 """
 
-from typing import Any
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pgrollout.postgresql.plugins.module_utils import lease, modules
+from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import (
     SpecError,
-    failures,
     report,
     run,
     spec_checks,
@@ -123,7 +107,6 @@ from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import
     validate,
 )
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
-from ansible_collections.pgrollout.postgresql.plugins.module_utils.controller import ControllerWatch
 
 
 def all_checks(specs: list[str], lasting_specs: list[str], checks: list[dict] | None) -> list[dict]:
@@ -131,24 +114,7 @@ def all_checks(specs: list[str], lasting_specs: list[str], checks: list[dict] | 
     return spec_checks(specs, lasting_specs) + (validate(checks) if checks else [])
 
 
-def _release(module: AnsibleModule, conn: Any, failed: bool, watch: ControllerWatch) -> dict[str, bool]:
-    """Give the run lease up once every check passed (O(release_lease)); nothing to say otherwise."""
-    run_id = module.params["release_lease"]
-    if not run_id or failed or module.check_mode:
-        return {}
-    if not watch.alive():  # an orphan of a killed run: its run did not finish, and its lease must say so
-        module.warn("the ansible-playbook that started this run is gone: its lease is kept (it lapses after its "
-                    "TTL; the next run reports this run as unfinished)")
-        return {"lease_released": False}
-    try:
-        return {"lease_released": lease.release(conn, run_id)}
-    except Exception as exc:  # noqa: BLE001 - the checks passed: a lost release is retried by the run's finish
-        module.warn(modules.describe(exc, "releasing the run lease after the checks") + "; the run releases it "
-                    "at its end")
-        return {"lease_released": False}
-
-
-def with_audit(module: AnsibleModule, watch: ControllerWatch) -> None:
+def with_audit(module: AnsibleModule) -> None:
     """The specs' checks, then the audit's, on one connection: two results in one module run."""
     p = module.params
     try:
@@ -156,13 +122,12 @@ def with_audit(module: AnsibleModule, watch: ControllerWatch) -> None:
         with connect(p) as conn:
             specs_result = specs_report(conn, p["specs"], p["lasting_specs"], p["checks"], p["statement_timeout"])
             audit_result = report(run(conn, audit, p["statement_timeout"]))
-            released = _release(module, conn, specs_result.get("failed") or audit_result["failed"], watch)
     except (SpecError, RuntimeError) as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
         module.fail_json(msg=modules.describe(exc, "running the verification checks"))
     failed = [r["msg"] for r in (specs_result, audit_result) if r.get("failed")]
-    outcome = {"changed": False, "specs_result": specs_result, "audit_result": audit_result, **released,
+    outcome = {"changed": False, "specs_result": specs_result, "audit_result": audit_result,
                "msg": "; ".join(failed) or f"{specs_result['msg']}; audit: {audit_result['msg']}"}
     if failed:
         module.fail_json(**outcome)
@@ -177,14 +142,11 @@ def main() -> None:
         lasting_specs={"type": "list", "elements": "path", "default": []},
         statement_timeout={"type": "str", "default": "30s"},
         audit_checks={"type": "list", "elements": "dict"},
-        release_lease={"type": "str"},
     )
-    # the processes that started this module, read first: the lease is given up only while they are there
-    watch = ControllerWatch()
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
                            required_one_of=[("checks", "specs", "lasting_specs", "audit_checks")])
     if module.params["audit_checks"] is not None:
-        with_audit(module, watch)
+        with_audit(module)
     try:
         checks = all_checks(module.params["specs"], module.params["lasting_specs"], module.params["checks"])
         if not checks:  # only lasting_specs, none of whose checks is lasting
@@ -192,12 +154,11 @@ def main() -> None:
                              msg="no lasting check in " + ", ".join(module.params["lasting_specs"]))
         with connect(module.params) as conn:
             results = run(conn, checks, module.params["statement_timeout"])
-            released = _release(module, conn, bool(failures(results)), watch)
     except (SpecError, RuntimeError) as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
         module.fail_json(msg=modules.describe(exc, "running the verification checks"))
-    outcome = {**report(results), **released}
+    outcome = report(results)
     if outcome.pop("failed"):
         module.fail_json(changed=False, **outcome)
     module.exit_json(changed=False, **outcome)
