@@ -292,14 +292,18 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
             "not_passed": not_passed, "msg": msg, "failed": bool(failed)}
 
 
+# pg_assert's result for no spec at all; pg_facts says the same where an unchanged target has nothing to check,
+# so a run with nothing pending starts no module to verify nothing
+NO_SPEC: dict[str, Any] = {"skipped": True, "msg": "no spec to run"}
+
+
 def specs_report(conn: Connection, specs: list[str], lasting_specs: list[str], checks: list[dict[str, Any]] | None,
                  statement_timeout: str) -> dict[str, Any]:
     """What pg_assert returns for the specs (the lasting checks of `lasting_specs`) and the given checks.
 
-    No spec and no check at all is a skipped result without a query; pg_facts says the same for an
-    unchanged target, so a run with nothing pending starts no module to verify nothing."""
+    No spec and no check at all is a skipped result (NO_SPEC) without a query."""
     if not (specs or lasting_specs or checks):
-        return {"skipped": True, "msg": "no spec to run"}
+        return dict(NO_SPEC)
     found = spec_checks(specs, lasting_specs) + (validate(checks) if checks else [])
     if not found:
         return {**report([]), "msg": "no lasting check in " + ", ".join(lasting_specs)}
