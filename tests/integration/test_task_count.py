@@ -71,3 +71,20 @@ def test_a_run_with_nothing_pending_and_no_spec_starts_no_module_to_verify_nothi
     assert record["audit"]["failed"] == 0 and record["audit"]["passed"] == forward_record["audit"]["passed"] > 0
     assert "no verification spec for the files of this run" in nothing.stdout
 
+
+
+def test_a_no_op_whose_applied_specs_have_nothing_lasting_says_no_spec_as_before(empty_db, tmp_path):
+    """Found comparing the evidence and console before and after this change on one generated set: the newest
+    applied file has no spec and the earlier ones no lasting check. The no-op says what the verify step's
+    pg_assert said before - no verification spec, verification null - and starts no module for it."""
+    mset = chain(tmp_path / "set", 2)
+    mset.add("003", "no spec", 'CREATE TABLE public."No Spec" (id int);\n', 'DROP TABLE public."No Spec";\n')
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    book.set(pgrollout_require_verification=False)
+    assert book.run().returncode == 0
+    nothing = book.run()
+    assert nothing.returncode == 0, nothing.stdout[-3000:]
+    assert book.task_results(nothing, VERIFY_TASK) == []
+    record = book.evidence()[-1]
+    assert record["outcome"] == "no_change" and record["verification"] is None
+    assert "no verification spec for the files of this run" in nothing.stdout
