@@ -292,8 +292,8 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
             "not_passed": not_passed, "msg": msg, "failed": bool(failed)}
 
 
-# pg_assert's result for no spec at all; pg_facts says the same where an unchanged target has nothing to check,
-# so a run with nothing pending starts no module to verify nothing
+# pg_assert's result for no spec at all (specs_report); pg_facts says the same where an unchanged target has
+# nothing to check, so a run with nothing pending starts no module to verify nothing
 NO_SPEC: dict[str, Any] = {"skipped": True, "msg": "no spec to run"}
 
 

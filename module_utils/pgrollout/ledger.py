@@ -205,11 +205,6 @@ def ensure(conn: Connection, lock_timeout: str = "5s") -> list[str]:
     return missing
 
 
-def exists(cur: Cursor) -> bool:
-    cur.execute("SELECT to_regclass('supabase_migrations.schema_migrations') IS NOT NULL")
-    return bool(cur.fetchone()[0])
-
-
 def read(cur: Cursor) -> Recorded:
     """Applied migrations by version number (ours, the Supabase CLI's, golang-migrate's, Flyway's)."""
     result = Recorded()

@@ -81,14 +81,13 @@ class Progress:
         return f"still running ({type(exc).__name__} while saying what)"
 
     def say(self, line: str) -> None:
+        if self.sink is None and not self.job:
+            return
+        self.lines.append(line)
         if self.sink is not None:
-            self.lines.append(line)
             self.sink(line)
             return
-        if not self.job:
-            return
         path, jid = self.job
-        self.lines.append(line)
         temporary = path + ".progress"
         with open(temporary, "w", encoding="utf-8") as handle:
             json.dump({"started": 1, "finished": 0, "ansible_job_id": jid, "progress": line}, handle)
