@@ -81,6 +81,10 @@ audit_result:
   description: With O(audit_checks), the audit's result, of the same shape.
   returned: with audit_checks
   type: dict
+started_at:
+  description: With O(audit_checks), when the checks started (UTC, ISO 8601), the verify step's start.
+  returned: with audit_checks
+  type: str
 results:
   description: One entry per check, with name, severity, status, expected, actual and error.
   returned: without audit_checks
@@ -103,8 +107,8 @@ from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import
     report,
     run,
     spec_checks,
-    specs_report,
     validate,
+    verification,
 )
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
 
@@ -120,18 +124,14 @@ def with_audit(module: AnsibleModule) -> None:
     try:
         audit = all_checks([], [], p["audit_checks"])
         with connect(p) as conn:
-            specs_result = specs_report(conn, p["specs"], p["lasting_specs"], p["checks"], p["statement_timeout"])
-            audit_result = report(run(conn, audit, p["statement_timeout"]))
+            outcome = verification(conn, p["specs"], p["lasting_specs"], p["checks"], audit, p["statement_timeout"])
     except (SpecError, RuntimeError) as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - never a traceback: say what failed
         module.fail_json(msg=modules.describe(exc, "running the verification checks"))
-    failed = [r["msg"] for r in (specs_result, audit_result) if r.get("failed")]
-    outcome = {"changed": False, "specs_result": specs_result, "audit_result": audit_result,
-               "msg": "; ".join(failed) or f"{specs_result['msg']}; audit: {audit_result['msg']}"}
-    if failed:
-        module.fail_json(**outcome)
-    module.exit_json(**outcome)
+    if outcome.pop("failed"):
+        module.fail_json(changed=False, **outcome)
+    module.exit_json(changed=False, **outcome)
 
 
 def main() -> None:

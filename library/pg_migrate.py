@@ -61,6 +61,24 @@ options:
     type: list
     elements: dict
     aliases: [checks]
+  verify_after_commit:
+    description:
+      - After the commit, on a new connection in the same module run, the checks the verify step
+        runs (C(after_commit)'s specs, then O(verify_audit_checks)), as
+        M(pgrollout.postgresql.pg_assert) with O(pgrollout.postgresql.pg_assert#module:audit_checks) runs
+        them. Their result is C(verification); a failed check does not fail this module (the files are
+        committed): the verify step decides. Not in check mode (the dry run verifies inside its transaction).
+    type: bool
+    default: false
+  verify_audit_checks:
+    description: With O(verify_after_commit), the audit's checks (the format of M(pgrollout.postgresql.pg_assert)).
+    type: list
+    elements: dict
+    default: []
+  verify_statement_timeout:
+    description: With O(verify_after_commit), the statement timeout of each check.
+    type: str
+    default: 30s
   single_transaction:
     description: All files in one transaction (refused with a non-transactional file).
     type: bool
@@ -219,6 +237,12 @@ after_commit:
       C(checks_summary) hold those results.
   returned: success
   type: dict
+verification:
+  description:
+    - With O(verify_after_commit), what the verify step records - C(specs_result) and C(audit_result)
+      (the shape of M(pgrollout.postgresql.pg_assert)'s), C(failed), C(msg) and C(started_at).
+  returned: success with verify_after_commit, not in check mode
+  type: dict
 xids:
   description: The transaction ids of the files this run committed (an automatic restore discards only their rows).
   returned: always
@@ -240,7 +264,7 @@ failed_file:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pgrollout.postgresql.plugins.module_utils import modules
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.applying import ApplyWatch, reading_said
-from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import SpecError, validate
+from ansible_collections.pgrollout.postgresql.plugins.module_utils.checks import SpecError, validate, verification
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.connection import CONNECTION_ARGUMENT_SPEC, connect
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.controller import ControllerWatch
 from ansible_collections.pgrollout.postgresql.plugins.module_utils.lease import heartbeat
@@ -288,6 +312,9 @@ ARGUMENT_SPEC = dict(
     parsed={"type": "dict", "default": {}},
     progress_seconds={"type": "float", "default": 10.0},
     controller_pid={"type": "int"},
+    verify_after_commit={"type": "bool", "default": False},
+    verify_audit_checks={"type": "list", "elements": "dict", "default": []},
+    verify_statement_timeout={"type": "str", "default": "30s"},
 )
 
 
@@ -303,6 +330,20 @@ def items(p: dict) -> list[Item]:
                  parsed={str(k): str(v) for k, v in p["parsed"].items()})
 
 
+def verified(p: dict, after_commit: dict, audit: list[dict]) -> dict:
+    """The verify step's checks right after the commit, in this module run (one interpreter less per run).
+
+    A new connection, as pg_assert's was: nothing a file set in its session (a role, a search_path) reaches them."""
+    try:
+        with Progress(lambda: "verifying the committed files", p["progress_seconds"]), connect(p) as conn:
+            return verification(conn, after_commit["specs"], after_commit["lasting_specs"], None, audit,
+                                p["verify_statement_timeout"])
+    except (SpecError, RuntimeError) as exc:
+        return {"failed": True, "msg": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - the files are committed: the verify step says what failed
+        return {"failed": True, "msg": modules.describe(exc, "running the verification checks")}
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
                            mutually_exclusive=[("files", "path")], required_one_of=[("files", "path")],
@@ -311,7 +352,9 @@ def main() -> None:
     watch = ControllerWatch(p["controller_pid"])
     try:
         check(lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
-              dry_run_statement_timeout=p["dry_run_statement_timeout"])
+              dry_run_statement_timeout=p["dry_run_statement_timeout"],
+              verify_statement_timeout=p["verify_statement_timeout"])
+        audit = validate(p["verify_audit_checks"]) if p["verify_after_commit"] else []
         with Progress(lambda: reading_said(p["files"] or [p["path"]], p["parsed"]), p["progress_seconds"]):
             plan = items(p)  # a big file takes seconds to parse: said at the polls, as the apply is
         refuse_changed(plan, {str(k): str(v) for k, v in p["approved_checksums"].items()})
@@ -347,6 +390,8 @@ def main() -> None:
               "report": modules.file_report(results, module.check_mode)}
     if summary.get("schema_changes") is not None:
         result["schema_changes"] = summary["schema_changes"]
+    if p["verify_after_commit"] and not module.check_mode:
+        result["verification"] = verified(p, summary["after_commit"], audit)
     diffs = [r.pop("diff") for r in summary["results"] if r.get("diff")]
     if module._diff and diffs:
         result["diff"] = diffs

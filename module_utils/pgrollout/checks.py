@@ -310,6 +310,21 @@ def specs_report(conn: Connection, specs: list[str], lasting_specs: list[str], c
     return report(run(conn, found, statement_timeout))
 
 
+def verification(conn: Connection, specs: list[str], lasting_specs: list[str], checks: list[dict[str, Any]] | None,
+                 audit: list[dict[str, Any]], statement_timeout: str) -> dict[str, Any]:
+    """The verify step's two results on one connection: the specs' (specs_report), then the audit's.
+
+    pg_assert returns this; pg_migrate returns it as `verification` where it verifies right after its commit."""
+    import datetime
+
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    specs_result = specs_report(conn, specs, lasting_specs, checks, statement_timeout)
+    audit_result = report(run(conn, audit, statement_timeout))
+    failed = [r["msg"] for r in (specs_result, audit_result) if r.get("failed")]
+    return {"specs_result": specs_result, "audit_result": audit_result, "failed": bool(failed), "started_at": started,
+            "msg": "; ".join(failed) or f"{specs_result['msg']}; audit: {audit_result['msg']}"}
+
+
 def failures(results: list[dict[str, Any]], severity: str = "fail") -> list[dict[str, Any]]:
     return [r for r in results if r["status"] != "passed" and r["severity"] == severity]
 

@@ -286,15 +286,15 @@ def test_a_no_op_run_verifies_the_applied_specs_and_a_policy_edited_to_using_tru
     assert record["changed"] == [] and "Verification failed" in " ".join(third.stdout.split())
 
 
-def test_a_run_killed_between_migrate_and_verify_is_reported_and_does_not_promote(team):
-    """Killed after 003 committed, before its verify: the next run (nothing pending) says so, and staging's
-    gate finds no completed dev record of 003."""
+def test_a_run_killed_after_migrate_before_its_record_is_reported_and_does_not_promote(team):
+    """Killed after 003 committed (and pg_migrate verified it), before the verify step recorded it: the next
+    run (nothing pending) says so, and staging's gate finds no completed dev record of 003."""
     import signal
 
     dev, staging = team["dev"], team["staging"]
     child = dev.start("rollout.yml", "-e", "pgrollout_backup=false")
-    for line in child.stdout:  # the condition: the verify step begins after 003's commit
-        if "Run the newest changed file's spec" in line:
+    for line in child.stdout:  # the condition: the migrate step ended, 003 committed
+        if "Apply the run's files" in line and line.strip().startswith("changed"):
             os.kill(child.pid, signal.SIGKILL)
             break
     child.wait()

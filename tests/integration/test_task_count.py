@@ -59,7 +59,10 @@ def test_a_run_with_nothing_pending_and_no_spec_starts_no_module_to_verify_nothi
     book.set(pgrollout_require_verification=False)
     forward = book.run()
     assert forward.returncode == 0, forward.stdout[-3000:]
-    assert book.task_results(forward, VERIFY_TASK), "the forward run verifies with pg_assert"
+    # the forward run verifies in pg_migrate's call, after its commit: no spec, said as pg_assert said it
+    (migrated,) = book.task_results(forward, "Apply the run's files")
+    assert migrated["verification"]["specs_result"] == {"skipped": True, "msg": "no spec to run"}
+    assert book.task_results(forward, VERIFY_TASK) == []
     nothing = book.run()
     assert nothing.returncode == 0, nothing.stdout[-3000:]
     assert book.task_results(nothing, VERIFY_TASK) == []
@@ -88,3 +91,40 @@ def test_a_no_op_whose_applied_specs_have_nothing_lasting_says_no_spec_as_before
     record = book.evidence()[-1]
     assert record["outcome"] == "no_change" and record["verification"] is None
     assert "no verification spec for the files of this run" in nothing.stdout
+
+
+def test_a_lasting_check_a_later_file_breaks_fails_the_verify_step_run_in_pg_migrate_and_rolls_back(empty_db,
+                                                                                                  tmp_path):
+    """pg_migrate verifies right after its commit, in its own module run (no pg_assert process). A failure there
+    is the verify step's: the run stops on check_failed and rolls back both files, newest first."""
+    from conftest import query
+    from migsets import MigrationSet
+
+    table = 'public."Lasting ""Rows"""'
+    columns = "SELECT count(*)::int FROM information_schema.columns WHERE table_name = 'Lasting \"Rows\"'"
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "lasting rows", f"CREATE TABLE {table} (id int PRIMARY KEY);\n", f"DROP TABLE {table};\n",
+             spec=f"checks:\n  - name: one column\n    lasting: true\n    sql: |\n      {columns}\n"
+                  "    expect: {rows: [[1]]}\n")
+    mset.add("002", "second column", f"ALTER TABLE {table} ADD COLUMN \"Note Text\" text;\n",
+             f"ALTER TABLE {table} DROP COLUMN \"Note Text\";\n",
+             spec=f"checks:\n  - name: two columns\n    sql: |\n      {columns}\n"
+                  "    expect: {rows: [[2]]}\n")
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    book.set(pgrollout_backup=False)
+    proc = book.run()
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    # no second module process verified it, going up or (the rollback's verify) down
+    assert book.task_results(proc, VERIFY_TASK) == []
+    migrated, down = book.task_results(proc, "Apply the run's files")  # up, then the rollback's down
+    assert migrated["applied"] == ["001", "002"] and migrated["verification"]["failed"] is True
+    (record,) = book.evidence()
+    assert record["outcome"] == "failed_rolled_back" and record["failure"]["kind"] == "check_failed", record["failure"]
+    failed = [r["name"] for r in record["verification"]["results"] if r["status"] != "passed"]
+    assert failed == ["001_lasting rows: one column"], record["verification"]["results"]
+    assert "Verification failed" in " ".join(proc.stdout.split())
+    assert down["applied"] == ["002", "001"] and down["verification"]["failed"] is False
+    # what the record says, in the database: both files rolled back, the table gone, the ledger empty of them
+    assert query(empty_db, "SELECT to_regclass(%s)::text", (table,)) == [(None,)]
+    assert query(empty_db, "SELECT count(*) FROM supabase_migrations.schema_migrations "
+                           "WHERE version IN ('001', '002')") == [(0,)]
