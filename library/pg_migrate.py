@@ -64,17 +64,13 @@ options:
   verify_after_commit:
     description:
       - After the commit, on a new connection in the same module run, the checks the verify step
-        runs (C(after_commit)'s specs, then O(verify_audit_checks)), as
+        runs (C(after_commit)'s specs, then O(final_checks) again, the audit at the state the run ends in), as
         M(pgrollout.postgresql.pg_assert) with O(pgrollout.postgresql.pg_assert#module:audit_checks) runs
-        them. Their result is C(verification); a failed check does not fail this module (the files are
-        committed): the verify step decides. Not in check mode (the dry run verifies inside its transaction).
+        them. Their result is C(verification) (C(specs_result) with the checks' C(started_at)); a failed
+        check does not fail this module (the files are committed): the verify step decides.
+      - Not in check mode (the dry run verifies inside its transaction).
     type: bool
     default: false
-  verify_audit_checks:
-    description: With O(verify_after_commit), the audit's checks (the format of M(pgrollout.postgresql.pg_assert)).
-    type: list
-    elements: dict
-    default: []
   verify_statement_timeout:
     description: With O(verify_after_commit), the statement timeout of each check.
     type: str
@@ -313,7 +309,6 @@ ARGUMENT_SPEC = dict(
     progress_seconds={"type": "float", "default": 10.0},
     controller_pid={"type": "int"},
     verify_after_commit={"type": "bool", "default": False},
-    verify_audit_checks={"type": "list", "elements": "dict", "default": []},
     verify_statement_timeout={"type": "str", "default": "30s"},
 )
 
@@ -336,12 +331,21 @@ def verified(p: dict, after_commit: dict, audit: list[dict]) -> dict:
     A new connection, as pg_assert's was: nothing a file set in its session (a role, a search_path) reaches them."""
     try:
         with Progress(lambda: "verifying the committed files", p["progress_seconds"]), connect(p) as conn:
-            return verification(conn, after_commit["specs"], after_commit["lasting_specs"], None, audit,
+            done = verification(conn, after_commit["specs"], after_commit["lasting_specs"], None, audit,
                                 p["verify_statement_timeout"])
     except (SpecError, RuntimeError) as exc:
-        return {"failed": True, "msg": str(exc)}
+        return not_verified(str(exc))
     except Exception as exc:  # noqa: BLE001 - the files are committed: the verify step says what failed
-        return {"failed": True, "msg": modules.describe(exc, "running the verification checks")}
+        return not_verified(modules.describe(exc, "running the verification checks"))
+    # the verify step takes specs_result as its own result: its start is the step's start in the run record
+    done["specs_result"]["started_at"] = done["started_at"]
+    return done
+
+
+def not_verified(msg: str) -> dict:
+    """Checks that could not run failed, the specs' and the audit's alike (the verify step stops on either)."""
+    failed = {"failed": True, "msg": msg}
+    return {"specs_result": dict(failed), "audit_result": dict(failed), **failed}
 
 
 def main() -> None:
@@ -354,7 +358,7 @@ def main() -> None:
         check(lock_timeout=p["lock_timeout"], statement_timeout=p["statement_timeout"],
               dry_run_statement_timeout=p["dry_run_statement_timeout"],
               verify_statement_timeout=p["verify_statement_timeout"])
-        audit = validate(p["verify_audit_checks"]) if p["verify_after_commit"] else []
+        audit = validate(p["final_checks"]) if p["verify_after_commit"] and p["final_checks"] else []
         with Progress(lambda: reading_said(p["files"] or [p["path"]], p["parsed"]), p["progress_seconds"]):
             plan = items(p)  # a big file takes seconds to parse: said at the polls, as the apply is
         refuse_changed(plan, {str(k): str(v) for k, v in p["approved_checksums"].items()})

@@ -61,7 +61,8 @@ def test_a_run_with_nothing_pending_and_no_spec_starts_no_module_to_verify_nothi
     assert forward.returncode == 0, forward.stdout[-3000:]
     # the forward run verifies in pg_migrate's call, after its commit: no spec, said as pg_assert said it
     (migrated,) = book.task_results(forward, "Apply the run's files")
-    assert migrated["verification"]["specs_result"] == {"skipped": True, "msg": "no spec to run"}
+    specs_result = migrated["verification"]["specs_result"]
+    assert (specs_result["skipped"], specs_result["msg"]) == (True, "no spec to run") and specs_result["started_at"]
     assert book.task_results(forward, VERIFY_TASK) == []
     nothing = book.run()
     assert nothing.returncode == 0, nothing.stdout[-3000:]
@@ -128,3 +129,32 @@ def test_a_lasting_check_a_later_file_breaks_fails_the_verify_step_run_in_pg_mig
     assert query(empty_db, "SELECT to_regclass(%s)::text", (table,)) == [(None,)]
     assert query(empty_db, "SELECT count(*) FROM supabase_migrations.schema_migrations "
                            "WHERE version IN ('001', '002')") == [(0,)]
+
+
+def test_the_checks_after_the_commit_run_on_a_new_connection_untouched_by_what_a_file_set_in_its_session(
+        empty_db, tmp_path):
+    """A plain SET in a committed file stays in its session: the checks after the commit (in pg_migrate's run,
+    as in pg_assert's before) see a new session's settings, not the file's."""
+    from migsets import MigrationSet
+
+    path_check = ("checks:\n  - name: the default search_path\n    lasting: true\n"
+                  "    sql: SELECT current_setting('search_path')\n    expect: {rows: [['\"$user\", public']]}\n")
+    mset = MigrationSet(tmp_path / "set")
+    mset.add("001", "plain rows", 'CREATE TABLE public."Plain Rows" (id int PRIMARY KEY);\n',
+             'DROP TABLE public."Plain Rows";\n', spec=path_check)
+    mset.add("002", "set path", 'ALTER TABLE public."Plain Rows" ADD COLUMN "Row Note" text;\n'
+                                "SET search_path = pg_catalog;\n",
+             'ALTER TABLE public."Plain Rows" DROP COLUMN "Row Note";\n',
+             spec="checks:\n  - name: the note column\n    sql: SELECT count(*)::int FROM information_schema.columns "
+                  "WHERE table_name = 'Plain Rows'\n    expect: {rows: [[2]]}\n")
+    book = set_playbook(empty_db, mset, tmp_path / "work")
+    book.set(pgrollout_backup=False, pgrollout_audit_checks=[])  # and no audit at all: none after the commit
+    proc = book.run()
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    (migrated,) = book.task_results(proc, "Apply the run's files")
+    assert migrated["verification"]["audit_result"]["passed"] == 0
+    results = migrated["verification"]["specs_result"]["results"]
+    assert [(r["name"], r["status"]) for r in results] == [("001_plain rows: the default search_path", "passed"),
+                                                          ("002_set path: the note column", "passed")], results
+    (record,) = book.evidence()
+    assert record["outcome"] == "succeeded" and record["verification"]["passed"] == 2
