@@ -67,7 +67,7 @@ options:
         runs (C(after_commit)'s specs, then O(final_checks) again, the audit at the state the run ends in), as
         M(pgrollout.postgresql.pg_assert) with O(pgrollout.postgresql.pg_assert#module:audit_checks) runs
         them. Their result is C(verification) (C(specs_result) with the checks' C(started_at)); a failed
-        check does not fail this module (the files are committed): the verify step decides.
+        check does not fail this module (the files are committed), the verify step decides.
       - Not in check mode (the dry run verifies inside its transaction).
     type: bool
     default: false
